@@ -1,0 +1,417 @@
+/* SPDX-License-Identifier: MIT */
+#include "daemon.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
+#include <unistd.h>
+
+#include "conditions.h"
+#include "loader.h"
+#include "log.h"
+#include "probe.h"
+#include "sink.h"
+#include "util.h"
+
+#define MAX_SINKS 4
+
+struct nh_daemon {
+        const struct nh_options *opts;
+        struct nh_config *config;
+        char *node_name;
+        char **plugin_dirs;
+        sd_event *event;
+        struct nh_table *table;
+        struct nh_probe_host host;
+
+        struct nh_probe_ctx **probes;
+        sd_event_source **timers;
+        size_t n_probes;
+        sd_event_source *stale_timer;
+
+        struct nh_sink *sinks[MAX_SINKS];
+        size_t n_sinks;
+        bool ready; /* READY=1 sent: transitions update systemd's STATUS= */
+};
+
+static const char *const default_roots[_NH_ROOT_MAX] = {
+        [NH_ROOT_PROC] = "/proc",
+        [NH_ROOT_SYS] = "/sys",
+        [NH_ROOT_HOST] = "/",
+};
+
+struct nh_daemon *nh_daemon_free(struct nh_daemon *d) {
+        if (!d)
+                return NULL;
+        for (size_t i = 0; i < d->n_probes; i++) {
+                sd_event_source_disable_unref(d->timers[i]);
+                nh_probe_free(d->probes[i]);
+        }
+        free(d->probes);
+        free(d->timers);
+        sd_event_source_disable_unref(d->stale_timer);
+        for (size_t i = 0; i < d->n_sinks; i++)
+                nh_sink_free(d->sinks[i]);
+        nh_table_free(d->table);
+        for (int i = 0; i < _NH_ROOT_MAX; i++)
+                if (d->host.root_fds[i] >= 0)
+                        close(d->host.root_fds[i]);
+        sd_event_unref(d->event);
+        strv_free(d->plugin_dirs);
+        free(d->node_name);
+        nh_config_free(d->config);
+        free(d);
+        return NULL;
+}
+
+static void notify_status(struct nh_daemon *d, bool ready);
+
+static void on_transition(void *userdata, const struct nh_condition *c, enum nh_status old) {
+        struct nh_daemon *d = userdata;
+
+        for (size_t i = 0; i < d->n_sinks; i++)
+                if (d->sinks[i]->ops->transition)
+                        d->sinks[i]->ops->transition(d->sinks[i], d->node_name, c, old);
+        if (d->ready)
+                notify_status(d, false);
+}
+
+static void on_event(void *userdata, const char *probe, const char *reason, const char *message) {
+        struct nh_daemon *d = userdata;
+
+        for (size_t i = 0; i < d->n_sinks; i++)
+                if (d->sinks[i]->ops->event)
+                        d->sinks[i]->ops->event(d->sinks[i], d->node_name, probe, reason, message);
+}
+
+static uint64_t host_now(void *userdata, clockid_t clock) {
+        struct nh_daemon *d = userdata;
+        uint64_t t;
+
+        /* The loop's cached time: every report of one wakeup carries the same stamp. */
+        if (clock == CLOCK_MONOTONIC && d->event && sd_event_now(d->event, CLOCK_MONOTONIC, &t) >= 0)
+                return t;
+        return now_usec(clock);
+}
+
+static int resolve_node_name(struct nh_daemon *d) {
+        const char *name = d->opts->node_name;
+        char host[256];
+
+        if (!name)
+                name = d->config->node_name;
+        if (!name)
+                name = getenv("NODE_NAME");
+        if (!name || !*name) {
+                if (gethostname(host, sizeof(host)) < 0)
+                        return -errno;
+                host[sizeof(host) - 1] = '\0';
+                name = host;
+        }
+        d->node_name = strdup(name);
+        return d->node_name ? 0 : -ENOMEM;
+}
+
+static int open_roots(struct nh_daemon *d, char **ret_error) {
+        const char *paths[_NH_ROOT_MAX] = { d->opts->proc_path, d->opts->sys_path, d->opts->root_path };
+        static const char *const flags[_NH_ROOT_MAX] = { "--proc-path", "--sys-path", "--root-path" };
+
+        for (int i = 0; i < _NH_ROOT_MAX; i++) {
+                const char *path = paths[i] ? paths[i] : default_roots[i];
+                d->host.root_fds[i] = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+                if (d->host.root_fds[i] < 0) {
+                        int r = -errno;
+                        if (asprintf(ret_error, "%s %s: %s", flags[i], path, strerror(-r)) < 0)
+                                *ret_error = NULL;
+                        return r;
+                }
+        }
+        return 0;
+}
+
+/* Loads and configures one probe.  Returns 0 (also when the plugin is skipped) or a config error. */
+static int add_probe(struct nh_daemon *d, const struct nh_probe_config *cfg, char **ret_error) {
+        _cleanup_free_ char *why = NULL;
+        struct nh_plugin_handle *handle = NULL;
+        struct nh_probe_ctx *p = NULL;
+        bool strict = d->opts->action == NH_ACTION_CHECK_CONFIG;
+        int r;
+
+        r = nh_plugin_open(d->plugin_dirs, cfg->plugin, &handle, &why);
+        if (r < 0) {
+                _cleanup_free_ char *dirs = NULL;
+                struct json_pos pos = json_pos_key(d->config->positions, cfg->json);
+                size_t len = 0;
+                FILE *f = open_memstream(&dirs, &len);
+
+                for (size_t i = 0; f && d->plugin_dirs && d->plugin_dirs[i]; i++)
+                        fprintf(f, "%s%s", i ? ", " : "", d->plugin_dirs[i]);
+                if (f)
+                        fclose(f);
+                if (r == -ENOENT)
+                        *ret_error = json_pos_error(pos, "probe \"%s\": plugin %s.so is in none of: %s", cfg->name,
+                                                    cfg->plugin, dirs && *dirs ? dirs : "(no plugin directory)");
+                else
+                        *ret_error = json_pos_error(pos, "probe \"%s\": %s", cfg->name, why ? why : strerror(-r));
+                if (strict)
+                        return -EINVAL;
+                log_error("%s; the probe is skipped", *ret_error ? *ret_error : "cannot load a plugin");
+                free(*ret_error);
+                *ret_error = NULL;
+                return 0;
+        }
+
+        r = nh_probe_new(&d->host, cfg, handle, d->config->positions, &p, ret_error);
+        if (r < 0)
+                return r;
+
+        struct nh_probe_ctx **grown = realloc(d->probes, (d->n_probes + 1) * sizeof(*grown));
+        sd_event_source **timers = grown ? realloc(d->timers, (d->n_probes + 1) * sizeof(*timers)) : NULL;
+        if (grown)
+                d->probes = grown;
+        if (timers)
+                d->timers = timers;
+        if (!grown || !timers) {
+                nh_probe_free(p);
+                return -ENOMEM;
+        }
+        d->probes[d->n_probes] = p;
+        d->timers[d->n_probes] = NULL;
+        d->n_probes++;
+        return 0;
+}
+
+int nh_daemon_new(const struct nh_options *opts, struct nh_config *config, struct nh_daemon **ret, char **ret_error) {
+        _cleanup_(nh_daemon_freep) struct nh_daemon *d = NULL;
+        int r;
+
+        *ret_error = NULL;
+        d = calloc(1, sizeof(*d));
+        if (!d) {
+                nh_config_free(config);
+                return -ENOMEM;
+        }
+        d->opts = opts;
+        d->config = config;
+        for (int i = 0; i < _NH_ROOT_MAX; i++)
+                d->host.root_fds[i] = -1;
+        d->host.now = host_now;
+        d->host.event = on_event;
+        d->host.userdata = d;
+
+        d->plugin_dirs = strv_copy(opts->plugin_dirs ? opts->plugin_dirs : config->plugin_dirs);
+        if (!d->plugin_dirs)
+                return -ENOMEM;
+
+        r = resolve_node_name(d);
+        if (r < 0)
+                return r;
+        r = open_roots(d, ret_error);
+        if (r < 0)
+                return r;
+
+        d->table = nh_table_new(on_transition, d);
+        if (!d->table)
+                return -ENOMEM;
+
+        for (size_t i = 0; i < config->n_probes; i++) {
+                if (!config->probes[i].enabled)
+                        continue;
+                r = add_probe(d, &config->probes[i], ret_error);
+                if (r < 0)
+                        return r;
+        }
+
+        *ret = TAKE_PTR(d);
+        return 0;
+}
+
+static int add_sink(struct nh_daemon *d, struct nh_sink *s) {
+        if (!s)
+                return -ENOMEM;
+        if (d->n_sinks >= MAX_SINKS) {
+                nh_sink_free(s);
+                return -E2BIG;
+        }
+        d->sinks[d->n_sinks++] = s;
+        return 0;
+}
+
+static void start_probes(struct nh_daemon *d) {
+        for (size_t i = 0; i < d->n_probes; i++)
+                (void) nh_probe_start(d->probes[i]); /* a failed init is logged and shown as Unknown */
+}
+
+static void run_all(struct nh_daemon *d) {
+        for (size_t i = 0; i < d->n_probes; i++)
+                (void) nh_probe_run(d->probes[i]);
+}
+
+static void start_sinks(struct nh_daemon *d) {
+        for (size_t i = 0; i < d->n_sinks; i++)
+                if (d->sinks[i]->ops->start)
+                        d->sinks[i]->ops->start(d->sinks[i], d->node_name, d->table);
+}
+
+int nh_daemon_run_once(struct nh_daemon *d) {
+        int r;
+
+        /* One observation: hysteresis belongs to a running daemon, not to a one-shot check. */
+        for (size_t i = 0; i < d->config->n_probes; i++)
+                d->config->probes[i].raise_after = d->config->probes[i].clear_after = 1;
+        r = add_sink(d, nh_sink_stdout_new(stdout, d->opts->format));
+        if (r < 0)
+                return r;
+        start_probes(d);
+        run_all(d);
+        start_sinks(d);
+        return 0;
+}
+
+/* A uniform random µs in [0, max]; jitter spreads the probes and, later, the nodes. */
+static uint64_t jitter(uint64_t max) {
+        uint64_t v = 0;
+
+        if (max == 0)
+                return 0;
+        if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != sizeof(v))
+                v = now_usec(CLOCK_MONOTONIC) * 6364136223846793005ull;
+        return v % (max + 1);
+}
+
+static uint64_t next_delay(const struct nh_probe_config *cfg) {
+        /* interval ± 10%: never in lock-step with other probes or other nodes. */
+        uint64_t spread = cfg->interval / 10;
+        return cfg->interval - spread + jitter(2 * spread);
+}
+
+static int arm_stale_timer(struct nh_daemon *d);
+
+static int on_probe_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct nh_probe_ctx *p = userdata;
+        const struct nh_probe_config *cfg = nh_probe_config(p);
+
+        (void) nh_probe_run(p);
+        (void) sd_event_source_set_time_relative(s, next_delay(cfg));
+        (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        return 0;
+}
+
+static int on_stale_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct nh_daemon *d = userdata;
+
+        nh_table_check_stale(d->table, usec, now_usec(CLOCK_REALTIME));
+        return arm_stale_timer(d);
+}
+
+static int arm_stale_timer(struct nh_daemon *d) {
+        uint64_t next = nh_table_next_stale(d->table);
+        int r;
+
+        /* Re-armed after every check; a report in between only moves the deadline later. */
+        if (next == UINT64_MAX)
+                next = now_usec(CLOCK_MONOTONIC) + 60 * USEC_PER_SEC;
+        if (!d->stale_timer)
+                return sd_event_add_time(d->event, &d->stale_timer, CLOCK_MONOTONIC, next, USEC_PER_SEC / 10,
+                                         on_stale_timer, d);
+        r = sd_event_source_set_time(d->stale_timer, next);
+        if (r < 0)
+                return r;
+        return sd_event_source_set_enabled(d->stale_timer, SD_EVENT_ONESHOT);
+}
+
+static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        log_info("Received %s, stopping", strsignal((int) si->ssi_signo));
+        (void) sd_notify(false, "STOPPING=1\nSTATUS=Stopping");
+        return sd_event_exit(sd_event_source_get_event(s), 0);
+}
+
+static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        log_notice("Received SIGHUP: reloading the configuration is not implemented yet; restart to apply changes");
+        return 0;
+}
+
+static void notify_status(struct nh_daemon *d, bool ready) {
+        size_t n_true = 0, n_unknown = 0;
+
+        for (size_t i = 0; i < nh_table_size(d->table); i++) {
+                enum nh_status s = nh_table_get(d->table, i)->status;
+                n_true += s == NH_STATUS_TRUE;
+                n_unknown += s == NH_STATUS_UNKNOWN;
+        }
+        (void) sd_notifyf(false, "%sSTATUS=%zu probes, %zu conditions: %zu True, %zu Unknown", ready ? "READY=1\n" : "",
+                          d->n_probes, nh_table_size(d->table), n_true, n_unknown);
+}
+
+int nh_daemon_run(struct nh_daemon *d) {
+        sigset_t mask;
+        int r;
+
+        if (d->opts->kubeconfig || d->opts->apiserver || getenv("KUBERNETES_SERVICE_HOST"))
+                log_warning("Kubernetes reporting is not implemented in this version: conditions are reported "
+                            "to stdout and the journal only, not to the API server");
+        log_info("Node %s: %zu probes, standalone mode (conditions go to stdout%s)", d->node_name, d->n_probes,
+                 d->config->journal_enabled ? " and the journal" : "");
+
+        r = sd_event_default(&d->event);
+        if (r < 0)
+                return log_error_errno(r, "Cannot create the event loop: %m");
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+                return log_error_errno(errno, "Cannot block signals: %m");
+        if ((r = sd_event_add_signal(d->event, NULL, SIGTERM, on_signal, d)) < 0 ||
+            (r = sd_event_add_signal(d->event, NULL, SIGINT, on_signal, d)) < 0 ||
+            (r = sd_event_add_signal(d->event, NULL, SIGHUP, on_sighup, d)) < 0)
+                return log_error_errno(r, "Cannot watch signals: %m");
+        r = sd_event_set_watchdog(d->event, true);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up the watchdog: %m");
+
+        /* Standalone is all there is until the Kubernetes sink exists: stdout always. */
+        r = add_sink(d, nh_sink_stdout_new(stdout, d->opts->format));
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up the stdout sink: %m");
+        if (d->config->journal_enabled) {
+                r = add_sink(d, nh_sink_journal_new());
+                if (r < 0)
+                        return log_error_errno(r, "Cannot set up the journal sink: %m");
+        }
+
+        /* The first cycle runs at once, so the start table says what is true now. */
+        start_probes(d);
+        run_all(d);
+        start_sinks(d);
+
+        for (size_t i = 0; i < d->n_probes; i++) {
+                const struct nh_probe_config *cfg = nh_probe_config(d->probes[i]);
+                uint64_t accuracy = cfg->interval / 20 > USEC_PER_MSEC ? cfg->interval / 20 : USEC_PER_MSEC;
+
+                if (!nh_probe_running(d->probes[i]))
+                        continue;
+                r = sd_event_add_time_relative(d->event, &d->timers[i], CLOCK_MONOTONIC, next_delay(cfg), accuracy,
+                                               on_probe_timer, d->probes[i]);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot arm the timer of probe %s: %m", cfg->name);
+        }
+        r = arm_stale_timer(d);
+        if (r < 0)
+                return log_error_errno(r, "Cannot arm the staleness timer: %m");
+
+        d->ready = true;
+        notify_status(d, true);
+        r = sd_event_loop(d->event);
+        (void) sd_notify(false, "STOPPING=1");
+        if (r < 0)
+                return log_error_errno(r, "Event loop failed: %m");
+        return 0;
+}

@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The daemon: one sd-event loop that owns the probes' timers, the signals and the
+ * watchdog, the condition table, and the sinks the table's transitions go to.
+ */
+#pragma once
+
+#include "cli.h"
+#include "config.h"
+#include "macro.h"
+
+struct nh_daemon;
+
+/*
+ * Builds a daemon from parsed options and a loaded configuration (taken on success and on
+ * failure): opens the root directories, loads and configures every enabled probe.  Returns
+ * 0, or an exit code's worth of failure: -EINVAL for a probe key that does not fit its
+ * plugin's table (message in *ret_error, with the position), another negative errno for
+ * anything else (message in *ret_error).  Plugins that are missing or refused are logged
+ * and skipped; in --check-config they are errors.
+ */
+int nh_daemon_new(const struct nh_options *opts, struct nh_config *config, struct nh_daemon **ret, char **ret_error);
+struct nh_daemon *nh_daemon_free(struct nh_daemon *d);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct nh_daemon *, nh_daemon_free)
+
+/* --once: every probe once, one verdict printed; 0 or a negative errno. */
+int nh_daemon_run_once(struct nh_daemon *d);
+
+/* The daemon proper, until SIGTERM or SIGINT; 0 or a negative errno. */
+int nh_daemon_run(struct nh_daemon *d);

@@ -1,0 +1,317 @@
+/* SPDX-License-Identifier: MIT */
+#include "probe.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cfgmap.h"
+#include "log.h"
+#include "util.h"
+
+#define PROBE_MAGIC UINT32_C(0x6e687072) /* "nhpr": catches a probe passing a stray pointer */
+#define MESSAGE_MAX 4096 /* Kubernetes keeps longer messages, dashboards do not */
+
+struct nh_probe_ctx {
+        uint32_t magic;
+        struct nh_probe_host *host;
+        const struct nh_probe_config *cfg;
+        struct nh_plugin_handle *handle;
+        const struct nh_plugin *plugin;
+        void *config; /* plugin->config_size bytes, filled from its table */
+        void *state;
+        bool running;
+        bool in_init;
+        char *log_prefix;
+        bool refused_owned_logged, refused_undeclared_logged; /* each logged once, not per cycle */
+        struct nh_probe_stats stats;
+};
+
+/* A probe's return value is untrusted: only -1 … -4095 are errno values. */
+static const char *errno_text(int r) {
+        return strerror(r < 0 && r > -4096 ? -r : EINVAL);
+}
+
+static bool ctx_ok(const struct nh_probe_ctx *p) {
+        return p && p->magic == PROBE_MAGIC;
+}
+
+struct nh_probe_ctx *nh_probe_free(struct nh_probe_ctx *p) {
+        if (!p)
+                return NULL;
+        if (p->running && p->plugin->done)
+                p->plugin->done(p->state);
+        if (p->config) {
+                cfgmap_free(p->plugin->config, p->config);
+                free(p->config);
+        }
+        nh_plugin_close(p->handle);
+        free(p->log_prefix);
+        p->magic = 0;
+        free(p);
+        return NULL;
+}
+
+int nh_probe_new(struct nh_probe_host *host, const struct nh_probe_config *cfg, struct nh_plugin_handle *handle,
+                 const struct json_positions *positions, struct nh_probe_ctx **ret, char **ret_error) {
+        _cleanup_(nh_plugin_closep) struct nh_plugin_handle *h = handle;
+        _cleanup_(nh_probe_freep) struct nh_probe_ctx *p = NULL;
+        _cleanup_free_ char *what = NULL;
+        struct cfg_section section;
+        int r;
+
+        *ret_error = NULL;
+        p = calloc(1, sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        p->magic = PROBE_MAGIC;
+        p->host = host;
+        p->cfg = cfg;
+        p->handle = TAKE_PTR(h);
+        p->plugin = &p->handle->desc;
+        if (asprintf(&p->log_prefix, "probe %s (%s): ", cfg->name, p->plugin->name) < 0)
+                return -ENOMEM;
+
+        /* Always allocate, so a plugin without keys still gets a non-NULL config pointer. */
+        p->config = calloc(1, p->plugin->config_size ? p->plugin->config_size : 1);
+        if (!p->config)
+                return -ENOMEM;
+        if (asprintf(&what, "probe \"%s\"", cfg->name) < 0)
+                return -ENOMEM;
+        section = (struct cfg_section){ p->plugin->config, p->config };
+        r = cfgmap_apply(&section, 1, cfg->json, positions, what, nh_probe_core_keys, ret_error);
+        if (r < 0)
+                return r;
+
+        *ret = TAKE_PTR(p);
+        return 0;
+}
+
+/* May this instance write `type`?  Index into the plugin's conditions, or a negative errno. */
+static int allowed_type(const struct nh_probe_ctx *p, const char *type) {
+        for (size_t i = 0; p->plugin->conditions[i].type; i++) {
+                if (strcmp(p->plugin->conditions[i].type, type) != 0)
+                        continue;
+                if (nh_condition_owner(type) && !strv_contains(p->cfg->take_over, type))
+                        return -EPERM;
+                return (int) i;
+        }
+        return -EINVAL;
+}
+
+static uint64_t now(const struct nh_probe_ctx *p, clockid_t clock) {
+        return p->host->now ? p->host->now(p->host->userdata, clock) : now_usec(clock);
+}
+
+int nh_probe_start(struct nh_probe_ctx *p) {
+        struct nh_feed_params params = {
+                .raise_after = (unsigned) p->cfg->raise_after,
+                .clear_after = (unsigned) p->cfg->clear_after,
+                .stale_after = 3 * p->cfg->interval + p->cfg->timeout,
+        };
+        uint64_t real = now(p, CLOCK_REALTIME);
+        int r;
+
+        for (size_t i = 0; p->plugin->conditions[i].type; i++) {
+                const char *type = p->plugin->conditions[i].type;
+
+                if (allowed_type(p, type) == -EPERM) {
+                        log_notice("%sdoes not report %s: %s owns it and \"take_over\" does not list it", p->log_prefix,
+                                   type, nh_condition_owner(type));
+                        continue;
+                }
+                r = nh_table_add_feed(p->host->table, p->cfg->name, type, &params, real);
+                if (r < 0 && r != -EEXIST)
+                        return log_error_errno(r, "%sCannot add condition %s: %m", p->log_prefix, type);
+        }
+
+        if (p->plugin->init) {
+                _cleanup_free_ char *message = NULL;
+
+                p->in_init = true;
+                r = p->plugin->init(p, p->config, &p->state);
+                p->in_init = false;
+                if (r < 0) {
+                        if (asprintf(&message, "probe %s could not start: %s", p->cfg->name, errno_text(r)) < 0)
+                                message = NULL;
+                        nh_table_mark_unknown(p->host->table, p->cfg->name, NH_REASON_PROBE_INIT_FAILED,
+                                              message ? message : "probe could not start", real);
+                        log_error("%sinit failed: %s; its conditions stay Unknown", p->log_prefix, errno_text(r));
+                        p->state = NULL;
+                        return r;
+                }
+        }
+        p->running = true;
+        return 0;
+}
+
+int nh_probe_run(struct nh_probe_ctx *p) {
+        uint64_t start, took;
+        int r;
+
+        if (!p->running)
+                return -ESRCH;
+        start = now_usec(CLOCK_MONOTONIC);
+        r = p->plugin->probe(p, p->state);
+        took = now_usec(CLOCK_MONOTONIC) - start;
+        p->stats.cycles++;
+        p->stats.last_duration = took;
+        if (took > p->stats.max_duration)
+                p->stats.max_duration = took;
+        if (took > p->cfg->timeout) {
+                char a[32], b[32];
+                log_warning("%sone cycle took %s, more than its timeout of %s", p->log_prefix,
+                            format_duration(a, sizeof(a), took), format_duration(b, sizeof(b), p->cfg->timeout));
+        }
+        if (r < 0) {
+                _cleanup_free_ char *message = NULL;
+
+                p->stats.failures++;
+                if (asprintf(&message, "probe %s failed: %s", p->cfg->name, errno_text(r)) < 0)
+                        message = NULL;
+                nh_table_mark_unknown(p->host->table, p->cfg->name, NH_REASON_PROBE_FAILED,
+                                      message ? message : "probe failed", now(p, CLOCK_REALTIME));
+                log_warning("%scycle failed: %s", p->log_prefix, errno_text(r));
+        }
+        return r;
+}
+
+bool nh_probe_running(const struct nh_probe_ctx *p) {
+        return p->running;
+}
+
+const char *nh_probe_name(const struct nh_probe_ctx *p) {
+        return p->cfg->name;
+}
+
+const struct nh_probe_config *nh_probe_config(const struct nh_probe_ctx *p) {
+        return p->cfg;
+}
+
+const struct nh_plugin *nh_probe_plugin(const struct nh_probe_ctx *p) {
+        return p->plugin;
+}
+
+const struct nh_probe_stats *nh_probe_stats(const struct nh_probe_ctx *p) {
+        return &p->stats;
+}
+
+/* ---- the plugin ABI ---- */
+
+_api_ int nh_report(struct nh_probe_ctx *p, const struct nh_observation *obs) {
+        struct nh_observation copy;
+        _cleanup_free_ char *message = NULL;
+        int i;
+
+        if (!ctx_ok(p) || !obs || !obs->type || obs->status < 0 || obs->status >= _NH_STATUS_MAX)
+                return -EINVAL;
+        i = allowed_type(p, obs->type);
+        if (i == -EPERM) {
+                if (!p->refused_owned_logged)
+                        log_warning("%srefused a report of %s: %s owns that type", p->log_prefix, obs->type,
+                                    nh_condition_owner(obs->type));
+                p->refused_owned_logged = true;
+                return -EPERM;
+        }
+        if (i < 0) {
+                if (!p->refused_undeclared_logged)
+                        log_warning("%sreported undeclared condition type \"%.64s\"", p->log_prefix, obs->type);
+                p->refused_undeclared_logged = true;
+                return -EINVAL;
+        }
+
+        copy = *obs;
+        if (!copy.reason && copy.status == NH_STATUS_FALSE)
+                copy.reason = p->plugin->conditions[i].healthy_reason;
+        if (!copy.reason || !is_camel_case(copy.reason))
+                return -EINVAL;
+        if (copy.problem && strlen(copy.problem) > 64)
+                return -EINVAL;
+        if (!copy.message)
+                copy.message = "";
+        if (strlen(copy.message) > MESSAGE_MAX) {
+                if (asprintf(&message, "%.*s…", MESSAGE_MAX, copy.message) < 0)
+                        return -ENOMEM;
+                copy.message = message;
+        }
+        return nh_table_observe(p->host->table, p->cfg->name, &copy, now(p, CLOCK_MONOTONIC), now(p, CLOCK_REALTIME));
+}
+
+_api_ int nh_event(struct nh_probe_ctx *p, const char *reason, const char *message) {
+        if (!ctx_ok(p) || !reason || !is_camel_case(reason) || !message)
+                return -EINVAL;
+        if (p->host->event)
+                p->host->event(p->host->userdata, p->cfg->name, reason, message);
+        return 0;
+}
+
+_api_ void nh_log(struct nh_probe_ctx *p, enum nh_log_level level, const char *format, ...) {
+        va_list ap;
+
+        if (!ctx_ok(p) || !format)
+                return;
+        if (level < NH_LOG_ERR)
+                level = NH_LOG_ERR;
+        if (level > NH_LOG_DEBUG)
+                level = NH_LOG_DEBUG;
+        va_start(ap, format);
+        log_fullv((int) level, p->log_prefix, format, ap);
+        va_end(ap);
+}
+
+_api_ int nh_root_fd(struct nh_probe_ctx *p, enum nh_root root) {
+        if (!ctx_ok(p) || root < 0 || root >= _NH_ROOT_MAX)
+                return -EINVAL;
+        return p->host->root_fds[root];
+}
+
+_api_ int nh_read_file(struct nh_probe_ctx *p, enum nh_root root, const char *path, char *buf, size_t size,
+                       size_t *ret_len) {
+        _cleanup_close_ int fd = -1;
+        size_t len = 0;
+        int dirfd = nh_root_fd(p, root);
+
+        if (dirfd < 0 || !path || !buf || size < 2)
+                return -EINVAL;
+        while (*path == '/')
+                path++;
+        if (!*path)
+                return -EINVAL;
+        fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0)
+                return -errno;
+        for (;;) {
+                ssize_t n = read(fd, buf + len, size - 1 - len);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (n == 0)
+                        break;
+                len += (size_t) n;
+                if (len == size - 1) {
+                        char extra;
+                        n = read(fd, &extra, 1);
+                        if (n > 0)
+                                return -EFBIG;
+                        break;
+                }
+        }
+        buf[len] = '\0';
+        if (ret_len)
+                *ret_len = len;
+        return 0;
+}
+
+_api_ uint64_t nh_now(struct nh_probe_ctx *p) {
+        return ctx_ok(p) ? now(p, CLOCK_MONOTONIC) : 0;
+}
+
+_api_ const char *nh_instance_name(struct nh_probe_ctx *p) {
+        return ctx_ok(p) ? p->cfg->name : NULL;
+}

@@ -1,0 +1,347 @@
+/* SPDX-License-Identifier: MIT */
+#include "testlib.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "loader.h"
+#include "util.h"
+
+extern char **environ;
+
+const char *test_builddir(void) {
+        const char *d = getenv("NH_BUILDDIR");
+        return d ? d : TOP_BUILDDIR;
+}
+
+const char *test_srcdir(void) {
+        const char *d = getenv("NH_SRCDIR");
+        return d ? d : TOP_SRCDIR;
+}
+
+const char *test_daemon_path(void) {
+        static char path[PATH_MAX];
+        snprintf(path, sizeof(path), "%s/nodehealthd", test_builddir());
+        return path;
+}
+
+char *test_mkdtemp(void) {
+        const char *tmp = getenv("TMPDIR");
+        char *path = NULL;
+
+        assert_true(asprintf(&path, "%s/nhtest.XXXXXX", tmp && *tmp ? tmp : "/tmp") >= 0);
+        assert_non_null(mkdtemp(path));
+        /* The plugin loader refuses group-writable directories; so would a careful admin. */
+        assert_int_equal(chmod(path, 0755), 0);
+        return path;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+        return remove(path);
+}
+
+void test_rmtree(const char *path) {
+        if (path)
+                (void) nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+char *test_path(const char *dir, const char *relpath) {
+        char *p = NULL;
+        assert_true(asprintf(&p, "%s/%s", dir, relpath) >= 0);
+        return p;
+}
+
+static void mkdir_parents(char *path) {
+        for (char *s = strchr(path + 1, '/'); s; s = strchr(s + 1, '/')) {
+                *s = '\0';
+                if (mkdir(path, 0755) < 0)
+                        assert_int_equal(errno, EEXIST);
+                *s = '/';
+        }
+}
+
+void test_write_file(const char *dir, const char *relpath, const char *content) {
+        char *path = test_path(dir, relpath);
+        char *tmp = NULL;
+        FILE *f;
+
+        mkdir_parents(path);
+        /* Written beside and renamed: a daemon reading concurrently sees old or new, never half. */
+        assert_true(asprintf(&tmp, "%s.tmp~", path) >= 0);
+        f = fopen(tmp, "we");
+        assert_non_null(f);
+        assert_int_equal(fputs(content, f) >= 0 || !*content, 1);
+        assert_int_equal(fclose(f), 0);
+        assert_int_equal(rename(tmp, path), 0);
+        free(tmp);
+        free(path);
+}
+
+char *test_read_file(const char *path) {
+        FILE *f = fopen(path, "re");
+        char *text = NULL;
+        size_t len = 0;
+
+        if (!f)
+                return NULL;
+        FILE *out = open_memstream(&text, &len);
+        int c;
+        while ((c = fgetc(f)) != EOF)
+                fputc(c, out);
+        fclose(out);
+        fclose(f);
+        return text;
+}
+
+/* ---- harness ---- */
+
+static uint64_t harness_now(void *userdata, clockid_t clock) {
+        struct harness *h = userdata;
+        return clock == CLOCK_REALTIME ? h->real : h->mono;
+}
+
+static void harness_transition(void *userdata, const struct nh_condition *c, enum nh_status old) {
+        struct harness *h = userdata;
+        h->n_transitions++;
+}
+
+static void harness_event(void *userdata, const char *probe, const char *reason, const char *message) {
+        struct harness *h = userdata;
+        h->n_events++;
+        snprintf(h->last_event_reason, sizeof(h->last_event_reason), "%s", reason);
+}
+
+int harness_new(const char *config_json, const char *proc, const char *sys, const char *root, struct harness **ret) {
+        struct harness *h = calloc(1, sizeof(*h));
+        const char *paths[_NH_ROOT_MAX] = { proc ? proc : "/proc", sys ? sys : "/sys", root ? root : "/" };
+        char *dirs[3] = { NULL, NULL, NULL };
+        char *config_path;
+        int r;
+
+        assert_non_null(h);
+        *ret = h;
+        h->mono = 1000 * USEC_PER_SEC;
+        h->real = UINT64_C(1764115200) * USEC_PER_SEC; /* 2025-11-26T00:00:00Z */
+        h->dir = test_mkdtemp();
+        test_write_file(h->dir, "nodehealthd.json", config_json);
+        config_path = test_path(h->dir, "nodehealthd.json");
+        r = nh_config_load(config_path, &h->config, &h->last_error);
+        free(config_path);
+        if (r < 0)
+                return r;
+
+        for (int i = 0; i < _NH_ROOT_MAX; i++) {
+                h->host.root_fds[i] = open(paths[i], O_PATH | O_DIRECTORY | O_CLOEXEC);
+                assert_true(h->host.root_fds[i] >= 0);
+        }
+        h->host.now = harness_now;
+        h->host.event = harness_event;
+        h->host.userdata = h;
+        h->table = nh_table_new(harness_transition, h);
+        assert_non_null(h->table);
+
+        dirs[0] = test_path(test_builddir(), "plugins/.libs");
+        dirs[1] = test_path(test_builddir(), "tests/plugins/.libs");
+        for (size_t i = 0; i < h->config->n_probes; i++) {
+                struct nh_probe_config *cfg = &h->config->probes[i];
+                struct nh_plugin_handle *handle = NULL;
+                char *const *search = h->config->plugin_dirs ? h->config->plugin_dirs : dirs;
+
+                if (!cfg->enabled)
+                        continue;
+                assert_true(h->n_probes < ELEMENTSOF(h->probes));
+                r = nh_plugin_open(search, cfg->plugin, &handle, &h->last_error);
+                if (r < 0)
+                        break;
+                r = nh_probe_new(&h->host, cfg, handle, h->config->positions, &h->probes[h->n_probes], &h->last_error);
+                if (r < 0)
+                        break;
+                (void) nh_probe_start(h->probes[h->n_probes++]);
+        }
+        free(dirs[0]);
+        free(dirs[1]);
+        return r < 0 ? r : 0;
+}
+
+void harness_free(struct harness *h) {
+        if (!h)
+                return;
+        for (size_t i = 0; i < h->n_probes; i++)
+                nh_probe_free(h->probes[i]);
+        nh_table_free(h->table);
+        for (int i = 0; i < _NH_ROOT_MAX; i++)
+                if (h->host.root_fds[i] > 0)
+                        close(h->host.root_fds[i]);
+        nh_config_free(h->config);
+        test_rmtree(h->dir);
+        free(h->dir);
+        free(h->last_error);
+        free(h);
+}
+
+void harness_run(struct harness *h) {
+        for (size_t i = 0; i < h->n_probes; i++)
+                (void) nh_probe_run(h->probes[i]);
+}
+
+void harness_advance(struct harness *h, uint64_t usec) {
+        h->mono += usec;
+        h->real += usec;
+}
+
+const struct nh_condition *harness_condition(struct harness *h, const char *type) {
+        return nh_table_find(h->table, type);
+}
+
+void _assert_condition(struct harness *h, const char *type, enum nh_status status, const char *reason, const char *file,
+                       int line) {
+        const struct nh_condition *c = harness_condition(h, type);
+
+        if (!c) {
+                print_error("%s:%d: condition %s is not in the table\n", file, line, type);
+                _fail(file, line);
+                return;
+        }
+        if (c->status != status || (reason && strcmp(c->reason, reason) != 0)) {
+                print_error("%s:%d: %s is %s (%s: %s), expected %s (%s)\n", file, line, type,
+                            nh_status_to_string(c->status), c->reason, c->message, nh_status_to_string(status),
+                            reason ? reason : "any reason");
+                _fail(file, line);
+        }
+}
+
+/* ---- processes ---- */
+
+static int make_pipe(int fds[2]) {
+        if (pipe2(fds, O_CLOEXEC) < 0)
+                return -errno;
+        return 0;
+}
+
+struct proc *proc_spawn(char *const *argv) {
+        struct proc *p = calloc(1, sizeof(*p));
+        posix_spawn_file_actions_t fa;
+        int out[2], err[2];
+
+        assert_non_null(p);
+        assert_int_equal(make_pipe(out), 0);
+        assert_int_equal(make_pipe(err), 0);
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO);
+        posix_spawn_file_actions_adddup2(&fa, err[1], STDERR_FILENO);
+        posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+        assert_int_equal(posix_spawn(&p->pid, argv[0], &fa, NULL, argv, environ), 0);
+        posix_spawn_file_actions_destroy(&fa);
+        close(out[1]);
+        close(err[1]);
+        p->out_fd = out[0];
+        p->err_fd = err[0];
+        fcntl(p->out_fd, F_SETFL, O_NONBLOCK);
+        fcntl(p->err_fd, F_SETFL, O_NONBLOCK);
+        p->out = calloc(1, 1);
+        p->err = calloc(1, 1);
+        return p;
+}
+
+static bool drain(int *fd, char **buf, size_t *len) {
+        char chunk[4096];
+        bool got = false;
+
+        while (*fd >= 0) {
+                ssize_t n = read(*fd, chunk, sizeof(chunk));
+                if (n > 0) {
+                        *buf = realloc(*buf, *len + (size_t) n + 1);
+                        assert_non_null(*buf);
+                        memcpy(*buf + *len, chunk, (size_t) n);
+                        *len += (size_t) n;
+                        (*buf)[*len] = '\0';
+                        got = true;
+                        continue;
+                }
+                if (n == 0) {
+                        close(*fd);
+                        *fd = -1;
+                }
+                break;
+        }
+        return got;
+}
+
+static uint64_t mono_ms(void) {
+        return now_usec(CLOCK_MONOTONIC) / 1000;
+}
+
+bool proc_wait_output(struct proc *p, const char *needle, bool from_stderr, int timeout_ms) {
+        uint64_t deadline = mono_ms() + (uint64_t) timeout_ms;
+
+        for (;;) {
+                drain(&p->out_fd, &p->out, &p->out_len);
+                drain(&p->err_fd, &p->err, &p->err_len);
+                if (strstr(from_stderr ? p->err : p->out, needle))
+                        return true;
+                uint64_t now = mono_ms();
+                if (now >= deadline || (p->out_fd < 0 && p->err_fd < 0))
+                        return false;
+                struct pollfd fds[2] = { { p->out_fd, POLLIN, 0 }, { p->err_fd, POLLIN, 0 } };
+                (void) poll(fds, 2, (int) (deadline - now));
+        }
+}
+
+int proc_wait(struct proc *p, int timeout_ms) {
+        uint64_t deadline = mono_ms() + (uint64_t) timeout_ms;
+        int status = 0;
+
+        for (;;) {
+                drain(&p->out_fd, &p->out, &p->out_len);
+                drain(&p->err_fd, &p->err, &p->err_len);
+                pid_t r = waitpid(p->pid, &status, WNOHANG);
+                if (r == p->pid)
+                        break;
+                if (mono_ms() >= deadline) {
+                        kill(p->pid, SIGKILL);
+                        waitpid(p->pid, &status, 0);
+                        break;
+                }
+                struct pollfd fds[2] = { { p->out_fd, POLLIN, 0 }, { p->err_fd, POLLIN, 0 } };
+                (void) poll(fds, 2, 20);
+        }
+        p->pid = 0;
+        /* Whatever is still in the pipes belongs to the output. */
+        drain(&p->out_fd, &p->out, &p->out_len);
+        drain(&p->err_fd, &p->err, &p->err_len);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+void proc_free(struct proc *p) {
+        if (!p)
+                return;
+        if (p->pid > 0) {
+                kill(p->pid, SIGKILL);
+                waitpid(p->pid, NULL, 0);
+        }
+        if (p->out_fd >= 0)
+                close(p->out_fd);
+        if (p->err_fd >= 0)
+                close(p->err_fd);
+        free(p->out);
+        free(p->err);
+        free(p);
+}
+
+struct proc *proc_run(char *const *argv, int timeout_ms, int *ret_code) {
+        struct proc *p = proc_spawn(argv);
+        *ret_code = proc_wait(p, timeout_ms);
+        return p;
+}

@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Shared test helpers: temporary trees, a probe harness that loads real plugins through the
+ * real loader into a real condition table with a clock the test moves, and a way to run the
+ * daemon binary and read its output with a deadline (tests never sleep to wait).
+ */
+#pragma once
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "conditions.h"
+#include "config.h"
+#include "probe.h"
+
+/* cmocka needs these before its header. */
+#include <setjmp.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+/* Paths of the build and source trees (set by the Makefile's test environment). */
+const char *test_builddir(void);
+const char *test_srcdir(void);
+
+/* A fresh directory under $TMPDIR; removed (recursively) by test_rmtree(). */
+char *test_mkdtemp(void);
+void test_rmtree(const char *path);
+
+/* Writes `content` to dir/relpath, creating parent directories; asserts on failure. */
+void test_write_file(const char *dir, const char *relpath, const char *content);
+char *test_path(const char *dir, const char *relpath); /* asprintf'd join */
+char *test_read_file(const char *path); /* whole file or NULL */
+
+/* ---- probe harness ---- */
+
+struct harness {
+        char *dir; /* temporary: holds the config file */
+        struct nh_config *config;
+        struct nh_table *table;
+        struct nh_probe_host host;
+        struct nh_probe_ctx *probes[8];
+        size_t n_probes;
+        uint64_t mono, real; /* the fake clock, µs */
+        char *last_error; /* of harness_new when it fails */
+        size_t n_transitions;
+        size_t n_events;
+        char last_event_reason[64];
+};
+
+/*
+ * Loads `config_json` (a whole nodehealthd.json text; plugin_dirs default to the build's
+ * plugin directories), with the given trees (NULL: the real /proc, /sys, /), starts every
+ * enabled probe.  Returns 0 or the error of the step that failed, message in h->last_error.
+ */
+int harness_new(const char *config_json, const char *proc, const char *sys, const char *root, struct harness **ret);
+void harness_free(struct harness *h);
+void harness_run(struct harness *h); /* one cycle of every probe */
+void harness_advance(struct harness *h, uint64_t usec); /* moves the fake clock */
+const struct nh_condition *harness_condition(struct harness *h, const char *type);
+
+/* Asserts type's status and reason (reason NULL: not checked). */
+#define assert_condition(h, type, status, reason) _assert_condition(h, type, status, reason, __FILE__, __LINE__)
+void _assert_condition(struct harness *h, const char *type, enum nh_status status, const char *reason, const char *file,
+                       int line);
+
+/* ---- running the daemon ---- */
+
+struct proc {
+        pid_t pid;
+        int out_fd, err_fd; /* non-blocking pipes */
+        char *out, *err; /* everything read so far, NUL-terminated */
+        size_t out_len, err_len;
+};
+
+/* Starts argv[0] (a path) with argv; stdout and stderr are pipes.  Asserts on failure. */
+struct proc *proc_spawn(char *const *argv);
+/* Reads until `needle` appears in stdout (or stderr when from_stderr) or the deadline passes. */
+bool proc_wait_output(struct proc *p, const char *needle, bool from_stderr, int timeout_ms);
+/* Waits for exit (killing it with SIGKILL after timeout_ms); returns the exit code, or 128+signal. */
+int proc_wait(struct proc *p, int timeout_ms);
+void proc_free(struct proc *p);
+
+/* Runs a command to completion: exit code, and stdout/stderr in the returned proc. */
+struct proc *proc_run(char *const *argv, int timeout_ms, int *ret_code);
+
+/* The daemon binary in the build tree. */
+const char *test_daemon_path(void);

@@ -1,0 +1,4 @@
+#include "testlib.h"
+int main(void) {
+        return 0;
+}

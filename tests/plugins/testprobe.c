@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A probe for testing the core: each cycle it reads a state file (relative to --root-path)
+ * and reports what the file says, one line each:
+ *
+ *     TYPE[/PROBLEM] True|False|Unknown REASON message words...
+ *     event REASON message words...
+ *     fail                       (the cycle fails with -EIO)
+ *
+ * A missing file reports nothing.  Config: "state_file" (default "testprobe/state"),
+ * "init_fail" (init returns -ENODEV), "count" (an integer it ignores; to test int keys).
+ */
+#include <errno.h>
+#include <nodehealth/plugin.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct testprobe_config {
+        char *state_file;
+        bool init_fail;
+        int64_t count;
+        uint64_t window;
+        double share;
+        char **names;
+};
+
+struct testprobe {
+        const struct testprobe_config *config;
+};
+
+static const struct nh_condition_decl testprobe_conditions[] = {
+        { .type = "TestProblem", .healthy_reason = "TestOK", .help = "what the state file says" },
+        { .type = "OtherProblem", .healthy_reason = "OtherOK", .help = "a second type" },
+        { .type = "MemoryPressure", .healthy_reason = "KubeletHasSufficientMemory", .help = "kubelet-owned" },
+        { 0 },
+};
+
+static const struct nh_cfg_entry testprobe_config_table[] = {
+        { .type = NH_CFG_STRING,
+          .key = "state_file",
+          .def = "testprobe/state",
+          .offset = offsetof(struct testprobe_config, state_file),
+          .help = "file" },
+        { .type = NH_CFG_BOOL,
+          .key = "init_fail",
+          .def = "false",
+          .offset = offsetof(struct testprobe_config, init_fail),
+          .help = "fail init" },
+        { .type = NH_CFG_INT,
+          .key = "count",
+          .def = "3",
+          .offset = offsetof(struct testprobe_config, count),
+          .help = "an integer",
+          .min = 0,
+          .max = 100 },
+        { .type = NH_CFG_DURATION,
+          .key = "window",
+          .def = "10m",
+          .offset = offsetof(struct testprobe_config, window),
+          .help = "a duration",
+          .min = 1,
+          .max = 86400 },
+        { .type = NH_CFG_DOUBLE,
+          .key = "share",
+          .def = "0.9",
+          .offset = offsetof(struct testprobe_config, share),
+          .help = "a share",
+          .min = 0,
+          .max = 1 },
+        { .type = NH_CFG_STRING_LIST,
+          .key = "names",
+          .def = "a, b",
+          .offset = offsetof(struct testprobe_config, names),
+          .help = "a list" },
+        { 0 },
+};
+
+static int testprobe_init(struct nh_probe_ctx *ctx, const void *config, void **ret_state) {
+        const struct testprobe_config *c = config;
+        struct testprobe *t;
+
+        if (c->init_fail)
+                return -ENODEV;
+        t = calloc(1, sizeof(*t));
+        if (!t)
+                return -ENOMEM;
+        t->config = c;
+        *ret_state = t;
+        return 0;
+}
+
+static enum nh_status parse_status(const char *s) {
+        if (strcmp(s, "True") == 0)
+                return NH_STATUS_TRUE;
+        if (strcmp(s, "False") == 0)
+                return NH_STATUS_FALSE;
+        if (strcmp(s, "Unknown") == 0)
+                return NH_STATUS_UNKNOWN;
+        return _NH_STATUS_INVALID;
+}
+
+static int testprobe_probe(struct nh_probe_ctx *ctx, void *state) {
+        struct testprobe *t = state;
+        char buf[8192], *line, *save = NULL;
+        int r;
+
+        r = nh_read_file(ctx, NH_ROOT_HOST, t->config->state_file, buf, sizeof(buf), NULL);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                char *w1, *w2, *rest, *slash;
+
+                if (strcmp(line, "fail") == 0)
+                        return -EIO;
+                w1 = line;
+                w2 = strchr(w1, ' ');
+                if (!w2)
+                        continue;
+                *w2++ = '\0';
+                if (strcmp(w1, "event") == 0) {
+                        rest = strchr(w2, ' ');
+                        if (rest)
+                                *rest++ = '\0';
+                        nh_event(ctx, w2, rest ? rest : "");
+                        continue;
+                }
+                rest = strchr(w2, ' ');
+                if (!rest)
+                        continue;
+                *rest++ = '\0';
+                char *message = strchr(rest, ' ');
+                if (message)
+                        *message++ = '\0';
+                slash = strchr(w1, '/');
+                if (slash)
+                        *slash++ = '\0';
+                r = nh_report(ctx, &(struct nh_observation){
+                                           .type = w1,
+                                           .problem = slash,
+                                           .status = parse_status(w2),
+                                           .reason = rest,
+                                           .message = message ? message : "",
+                                   });
+                if (r < 0)
+                        nh_log(ctx, NH_LOG_WARNING, "report of %s refused: %s", w1, strerror(-r));
+        }
+        return 0;
+}
+
+static void testprobe_done(void *state) {
+        free(state);
+}
+
+NH_PLUGIN_DEFINE(.name = "testprobe", .description = "reports what a state file says (tests only)",
+                 .conditions = testprobe_conditions, .config = testprobe_config_table,
+                 .config_size = sizeof(struct testprobe_config), .init = testprobe_init, .probe = testprobe_probe,
+                 .done = testprobe_done);
