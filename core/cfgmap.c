@@ -105,7 +105,8 @@ static const struct nh_cfg_entry *lookup(const struct cfg_section *sections, siz
         return NULL;
 }
 
-static const char *suggest(const struct cfg_section *sections, size_t n, const char *key) {
+/* The closest known key (from the tables or the keys handled elsewhere), if it is close. */
+static const char *suggest(const struct cfg_section *sections, size_t n, char *const *ignore_keys, const char *key) {
         const char *best = NULL;
         unsigned best_distance = 3; /* suggest only close misspellings */
 
@@ -117,6 +118,13 @@ static const char *suggest(const struct cfg_section *sections, size_t n, const c
                                 best = sections[s].entries[i].key;
                         }
                 }
+        for (size_t i = 0; ignore_keys && ignore_keys[i]; i++) {
+                unsigned d = edit_distance(key, ignore_keys[i]);
+                if (d < best_distance) {
+                        best_distance = d;
+                        best = ignore_keys[i];
+                }
+        }
         return best;
 }
 
@@ -362,7 +370,8 @@ int cfgmap_apply(const struct cfg_section *sections, size_t n_sections, const cJ
                 e = lookup(sections, n_sections, member->string, &base);
 
                 if (!e) {
-                        const char *near = suggest(sections, n_sections, member->string);
+                        const char *near = suggest(sections, n_sections, ignore_keys, member->string);
+
                         struct json_pos pos = json_pos_key(positions, member);
                         if (near)
                                 *ret_error = json_pos_error(pos, "unknown key \"%s\" in %s (did you mean \"%s\"?)",

@@ -28,23 +28,23 @@ enum {
 };
 
 static const struct option options[] = {
-        { "config", required_argument, NULL, 'c' },
-        { "once", no_argument, NULL, OPT_ONCE },
-        { "format", required_argument, NULL, OPT_FORMAT },
-        { "standalone", no_argument, NULL, OPT_STANDALONE },
-        { "node-name", required_argument, NULL, OPT_NODE_NAME },
-        { "kubeconfig", required_argument, NULL, OPT_KUBECONFIG },
-        { "apiserver", required_argument, NULL, OPT_APISERVER },
-        { "token-file", required_argument, NULL, OPT_TOKEN_FILE },
-        { "ca-file", required_argument, NULL, OPT_CA_FILE },
-        { "proc-path", required_argument, NULL, OPT_PROC_PATH },
-        { "sys-path", required_argument, NULL, OPT_SYS_PATH },
-        { "root-path", required_argument, NULL, OPT_ROOT_PATH },
-        { "plugin-dir", required_argument, NULL, OPT_PLUGIN_DIR },
-        { "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
-        { "help", no_argument, NULL, 'h' },
-        { "version", no_argument, NULL, OPT_VERSION },
-        { 0 },
+        {"config", required_argument, NULL, 'c'},
+        {"once", no_argument, NULL, OPT_ONCE},
+        {"format", required_argument, NULL, OPT_FORMAT},
+        {"standalone", no_argument, NULL, OPT_STANDALONE},
+        {"node-name", required_argument, NULL, OPT_NODE_NAME},
+        {"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
+        {"apiserver", required_argument, NULL, OPT_APISERVER},
+        {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
+        {"ca-file", required_argument, NULL, OPT_CA_FILE},
+        {"proc-path", required_argument, NULL, OPT_PROC_PATH},
+        {"sys-path", required_argument, NULL, OPT_SYS_PATH},
+        {"root-path", required_argument, NULL, OPT_ROOT_PATH},
+        {"plugin-dir", required_argument, NULL, OPT_PLUGIN_DIR},
+        {"check-config", no_argument, NULL, OPT_CHECK_CONFIG},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {0},
 };
 
 void nh_options_help(const char *program) {
@@ -86,7 +86,7 @@ int nh_options_parse(int argc, char **argv, struct nh_options *o, char **ret_err
         bool once = false, check = false, help = false, version = false;
         int c, r = 0;
 
-        *o = (struct nh_options){ .format = NH_FORMAT_TABLE };
+        *o = (struct nh_options){.format = NH_FORMAT_TABLE};
         *ret_error = NULL;
         optind = 0; /* full re-initialisation: tests parse several command lines */
         opterr = 0;
@@ -204,5 +204,5 @@ void nh_options_done(struct nh_options *o) {
         free(o->sys_path);
         free(o->root_path);
         strv_free(o->plugin_dirs);
-        *o = (struct nh_options){ 0 };
+        *o = (struct nh_options){0};
 }

@@ -20,8 +20,9 @@ struct feed {
         char *owner;
         size_t condition; /* index into the table's conditions */
         struct nh_feed_params params;
+        uint64_t since; /* monotonic µs the feed was added: staleness counts from here */
         uint64_t last_report; /* monotonic µs; 0 before the first report */
-        bool stale;
+        bool marked_unknown; /* by staleness or failure: not marked stale again until the next report */
         struct problem *problems;
         size_t n_problems;
 };
@@ -121,7 +122,7 @@ static ssize_t find_condition(const struct nh_table *t, const char *type) {
 }
 
 static int problem_init(struct problem *p, const char *key, const char *reason, const char *message) {
-        *p = (struct problem){ .stable = NH_STATUS_UNKNOWN, .pending = _NH_STATUS_INVALID };
+        *p = (struct problem){.stable = NH_STATUS_UNKNOWN, .pending = _NH_STATUS_INVALID};
         p->key = strdup(key);
         p->reason = strdup(reason);
         p->message = strdup(message);
@@ -135,7 +136,7 @@ static int problem_init(struct problem *p, const char *key, const char *reason, 
 /* Recomputes condition i from its feeds; tells the listener when the status changed. */
 static void aggregate(struct nh_table *t, size_t i, uint64_t real_now) {
         struct nh_condition *c = &t->conditions[i];
-        const struct problem *pick[_NH_STATUS_MAX] = { 0 };
+        const struct problem *pick[_NH_STATUS_MAX] = {0};
         enum nh_status status, old = c->status;
 
         for (size_t f = 0; f < t->n_feeds; f++) {
@@ -164,7 +165,7 @@ static void aggregate(struct nh_table *t, size_t i, uint64_t real_now) {
 }
 
 int nh_table_add_feed(struct nh_table *t, const char *owner, const char *type, const struct nh_feed_params *params,
-                      uint64_t real_now) {
+                      uint64_t mono_now, uint64_t real_now) {
         _cleanup_free_ char *message = NULL;
         struct feed *f;
         ssize_t ci;
@@ -204,7 +205,8 @@ int nh_table_add_feed(struct nh_table *t, const char *owner, const char *type, c
                 return -ENOMEM;
         t->feeds = f;
         f = &t->feeds[t->n_feeds];
-        *f = (struct feed){ .condition = (size_t) ci, .params = *params };
+        *f = (struct feed){.condition = (size_t) ci, .params = *params, .since = mono_now};
+
         f->owner = strdup(owner);
         f->problems = calloc(1, sizeof(struct problem));
         if (asprintf(&message, "probe %s has not reported yet", owner) < 0)
@@ -304,7 +306,7 @@ int nh_table_observe(struct nh_table *t, const char *owner, const struct nh_obse
         p = find_problem(f, obs->problem ? obs->problem : "", &first);
         if (!p)
                 return -ENOMEM;
-        f->stale = false; /* problems of a stale feed are Unknown already: they start over */
+        f->marked_unknown = false; /* its problems are Unknown already: they start over */
         f->last_report = mono_now ? mono_now : 1;
         observe_problem(p, &f->params, obs);
         aggregate(t, f->condition, real_now);
@@ -330,11 +332,18 @@ int nh_table_mark_unknown(struct nh_table *t, const char *owner, const char *rea
                 if (strcmp(f->owner, owner) != 0)
                         continue;
                 found = true;
+                f->marked_unknown = true; /* ProbeFailed stays ProbeFailed, not ProbeStale later */
                 for (size_t p = 0; p < f->n_problems; p++)
                         problem_set_unknown(&f->problems[p], reason, message);
+
                 aggregate(t, f->condition, real_now);
         }
         return found ? 0 : -ENOENT;
+}
+
+/* A feed never heard from counts from when it was added. */
+static uint64_t feed_heard(const struct feed *f) {
+        return f->last_report ? f->last_report : f->since;
 }
 
 void nh_table_check_stale(struct nh_table *t, uint64_t mono_now, uint64_t real_now) {
@@ -343,12 +352,12 @@ void nh_table_check_stale(struct nh_table *t, uint64_t mono_now, uint64_t real_n
                 _cleanup_free_ char *message = NULL;
                 char d[32];
 
-                if (f->stale || f->params.stale_after == 0 || f->last_report == 0 ||
-                    mono_now < f->last_report + f->params.stale_after)
+                if (f->marked_unknown || f->params.stale_after == 0 || mono_now < feed_heard(f) + f->params.stale_after)
                         continue;
-                f->stale = true;
-                if (asprintf(&message, "probe %s has not reported for %s", f->owner,
-                             format_duration(d, sizeof(d), mono_now - f->last_report)) < 0)
+                f->marked_unknown = true;
+                if (asprintf(&message, "probe %s has not reported %s for %s", f->owner,
+                             t->conditions[f->condition].type,
+                             format_duration(d, sizeof(d), mono_now - feed_heard(f))) < 0)
                         continue;
                 for (size_t p = 0; p < f->n_problems; p++)
                         problem_set_unknown(&f->problems[p], NH_REASON_PROBE_STALE, message);
@@ -361,9 +370,8 @@ uint64_t nh_table_next_stale(const struct nh_table *t) {
 
         for (size_t i = 0; i < t->n_feeds; i++) {
                 const struct feed *f = &t->feeds[i];
-                if (!f->stale && f->params.stale_after > 0 && f->last_report > 0 &&
-                    f->last_report + f->params.stale_after < next)
-                        next = f->last_report + f->params.stale_after;
+                if (!f->marked_unknown && f->params.stale_after > 0 && feed_heard(f) + f->params.stale_after < next)
+                        next = feed_heard(f) + f->params.stale_after;
         }
         return next;
 }

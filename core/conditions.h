@@ -34,7 +34,6 @@ struct nh_condition {
 #define NH_REASON_PROBE_STALE "ProbeStale"
 #define NH_REASON_PROBE_FAILED "ProbeFailed"
 #define NH_REASON_PROBE_INIT_FAILED "ProbeInitFailed"
-#define NH_REASON_PROBE_STOPPED "ProbeStopped"
 
 struct nh_table;
 
@@ -55,7 +54,7 @@ struct nh_feed_params {
  * on, Unknown/NotYetObserved until the first report.  0, -EEXIST, -EINVAL, -ENOMEM.
  */
 int nh_table_add_feed(struct nh_table *t, const char *owner, const char *type, const struct nh_feed_params *params,
-                      uint64_t real_now);
+                      uint64_t mono_now, uint64_t real_now);
 
 /* One observation from `owner`; -ENOENT when it did not declare obs->type. */
 int nh_table_observe(struct nh_table *t, const char *owner, const struct nh_observation *obs, uint64_t mono_now,
@@ -65,7 +64,7 @@ int nh_table_observe(struct nh_table *t, const char *owner, const struct nh_obse
 int nh_table_mark_unknown(struct nh_table *t, const char *owner, const char *reason, const char *message,
                           uint64_t real_now);
 
-/* Feeds whose last report is older than their stale_after go Unknown/ProbeStale. */
+/* Feeds not heard from (since added, or since the last report) for stale_after go Unknown/ProbeStale. */
 void nh_table_check_stale(struct nh_table *t, uint64_t mono_now, uint64_t real_now);
 
 /* The earliest monotonic time a feed can go stale, or UINT64_MAX. */

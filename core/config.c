@@ -33,11 +33,11 @@ const char *nh_isolation_to_string(enum nh_isolation i) {
 static const struct {
         const char *type, *owner;
 } reserved_types[] = {
-        { "Ready", "the kubelet" },
-        { "MemoryPressure", "the kubelet" },
-        { "DiskPressure", "the kubelet" },
-        { "PIDPressure", "the kubelet" },
-        { "NetworkUnavailable", "the CNI plugin or the route controller" },
+        {"Ready", "the kubelet"},
+        {"MemoryPressure", "the kubelet"},
+        {"DiskPressure", "the kubelet"},
+        {"PIDPressure", "the kubelet"},
+        {"NetworkUnavailable", "the CNI plugin or the route controller"},
 };
 
 const char *nh_condition_owner(const char *type) {
@@ -48,136 +48,136 @@ const char *nh_condition_owner(const char *type) {
 }
 
 static const struct nh_cfg_entry top_table[] = {
-        { .type = NH_CFG_STRING,
-          .key = "node_name",
-          .def = NULL,
-          .offset = offsetof(struct nh_config, node_name),
-          .help = "the Node's name" },
-        { .type = NH_CFG_STRING_LIST,
-          .key = "plugin_dirs",
-          .def = NULL,
-          .offset = offsetof(struct nh_config, plugin_dirs),
-          .help = "directories searched for PLUGIN.so" },
-        { 0 },
+        {.type = NH_CFG_STRING,
+         .key = "node_name",
+         .def = NULL,
+         .offset = offsetof(struct nh_config, node_name),
+         .help = "the Node's name"},
+        {.type = NH_CFG_STRING_LIST,
+         .key = "plugin_dirs",
+         .def = NH_PLUGINDIR, /* where "make install" puts the probes */
+         .offset = offsetof(struct nh_config, plugin_dirs),
+         .help = "directories searched for PLUGIN.so"},
+        {0},
 };
 
 static const struct nh_cfg_entry defaults_table[] = {
-        { .type = NH_CFG_DURATION,
-          .key = "interval",
-          .def = NH_DEFAULT_INTERVAL,
-          .offset = offsetof(struct nh_probe_defaults, interval),
-          .help = "time between two observations",
-          .min = 0.01,
-          .max = 86400 },
-        { .type = NH_CFG_DURATION,
-          .key = "timeout",
-          .def = NH_DEFAULT_TIMEOUT,
-          .offset = offsetof(struct nh_probe_defaults, timeout),
-          .help = "longest one observation may take",
-          .min = 0.001,
-          .max = 3600 },
-        { .type = NH_CFG_INT,
-          .key = "raise_after",
-          .def = NH_DEFAULT_RAISE_AFTER,
-          .offset = offsetof(struct nh_probe_defaults, raise_after),
-          .help = "consecutive problem observations before a condition turns True",
-          .min = 1,
-          .max = 1000 },
-        { .type = NH_CFG_INT,
-          .key = "clear_after",
-          .def = NH_DEFAULT_CLEAR_AFTER,
-          .offset = offsetof(struct nh_probe_defaults, clear_after),
-          .help = "consecutive healthy observations before it turns False again",
-          .min = 1,
-          .max = 1000 },
-        { 0 },
+        {.type = NH_CFG_DURATION,
+         .key = "interval",
+         .def = NH_DEFAULT_INTERVAL,
+         .offset = offsetof(struct nh_probe_defaults, interval),
+         .help = "time between two observations",
+         .min = 0.01,
+         .max = 86400},
+        {.type = NH_CFG_DURATION,
+         .key = "timeout",
+         .def = NH_DEFAULT_TIMEOUT,
+         .offset = offsetof(struct nh_probe_defaults, timeout),
+         .help = "longest one observation may take",
+         .min = 0.001,
+         .max = 3600},
+        {.type = NH_CFG_INT,
+         .key = "raise_after",
+         .def = NH_DEFAULT_RAISE_AFTER,
+         .offset = offsetof(struct nh_probe_defaults, raise_after),
+         .help = "consecutive problem observations before a condition turns True",
+         .min = 1,
+         .max = 1000},
+        {.type = NH_CFG_INT,
+         .key = "clear_after",
+         .def = NH_DEFAULT_CLEAR_AFTER,
+         .offset = offsetof(struct nh_probe_defaults, clear_after),
+         .help = "consecutive healthy observations before it turns False again",
+         .min = 1,
+         .max = 1000},
+        {0},
 };
 
 static const struct nh_cfg_entry kubernetes_table[] = {
-        { .type = NH_CFG_DURATION,
-          .key = "heartbeat",
-          .def = "5m",
-          .offset = offsetof(struct nh_config, kubernetes_heartbeat),
-          .help = "period of the status heartbeat",
-          .min = 10,
-          .max = 86400 },
-        { .type = NH_CFG_BOOL,
-          .key = "events",
-          .def = "true",
-          .offset = offsetof(struct nh_config, kubernetes_events),
-          .help = "post Kubernetes Events" },
-        { 0 },
+        {.type = NH_CFG_DURATION,
+         .key = "heartbeat",
+         .def = "5m",
+         .offset = offsetof(struct nh_config, kubernetes_heartbeat),
+         .help = "period of the status heartbeat",
+         .min = 10,
+         .max = 86400},
+        {.type = NH_CFG_BOOL,
+         .key = "events",
+         .def = "true",
+         .offset = offsetof(struct nh_config, kubernetes_events),
+         .help = "post Kubernetes Events"},
+        {0},
 };
 
 static const struct nh_cfg_entry journal_table[] = {
-        { .type = NH_CFG_BOOL,
-          .key = "enabled",
-          .def = "true",
-          .offset = offsetof(struct nh_config, journal_enabled),
-          .help = "write a journal record per transition" },
-        { 0 },
+        {.type = NH_CFG_BOOL,
+         .key = "enabled",
+         .def = "true",
+         .offset = offsetof(struct nh_config, journal_enabled),
+         .help = "write a journal record per transition"},
+        {0},
 };
 
 static const struct nh_cfg_entry http_table[] = {
-        { .type = NH_CFG_STRING,
-          .key = "listen",
-          .def = "127.0.0.1:20258",
-          .offset = offsetof(struct nh_config, http_listen),
-          .help = "address of the metrics and health endpoint" },
-        { 0 },
+        {.type = NH_CFG_STRING,
+         .key = "listen",
+         .def = "127.0.0.1:20258",
+         .offset = offsetof(struct nh_config, http_listen),
+         .help = "address of the metrics and health endpoint"},
+        {0},
 };
 
 /* Rows whose default is NULL take the "defaults" section's value, set before the table runs. */
 static const struct nh_cfg_entry probe_table[] = {
-        { .type = NH_CFG_STRING,
-          .key = "plugin",
-          .def = NULL,
-          .offset = offsetof(struct nh_probe_config, plugin),
-          .help = "plugin file PLUGIN.so" },
-        { .type = NH_CFG_BOOL,
-          .key = "enabled",
-          .def = "true",
-          .offset = offsetof(struct nh_probe_config, enabled),
-          .help = "run this probe" },
-        { .type = NH_CFG_DURATION,
-          .key = "interval",
-          .def = NULL,
-          .offset = offsetof(struct nh_probe_config, interval),
-          .help = "",
-          .min = 0.01,
-          .max = 86400 },
-        { .type = NH_CFG_DURATION,
-          .key = "timeout",
-          .def = NULL,
-          .offset = offsetof(struct nh_probe_config, timeout),
-          .help = "",
-          .min = 0.001,
-          .max = 3600 },
-        { .type = NH_CFG_INT,
-          .key = "raise_after",
-          .def = NULL,
-          .offset = offsetof(struct nh_probe_config, raise_after),
-          .help = "",
-          .min = 1,
-          .max = 1000 },
-        { .type = NH_CFG_INT,
-          .key = "clear_after",
-          .def = NULL,
-          .offset = offsetof(struct nh_probe_config, clear_after),
-          .help = "",
-          .min = 1,
-          .max = 1000 },
-        { .type = NH_CFG_STRING,
-          .key = "isolation",
-          .def = "inprocess",
-          .offset = offsetof(struct nh_probe_config, isolation_name),
-          .help = "" },
-        { .type = NH_CFG_STRING_LIST,
-          .key = "take_over",
-          .def = "",
-          .offset = offsetof(struct nh_probe_config, take_over),
-          .help = "" },
-        { 0 },
+        {.type = NH_CFG_STRING,
+         .key = "plugin",
+         .def = NULL,
+         .offset = offsetof(struct nh_probe_config, plugin),
+         .help = "plugin file PLUGIN.so"},
+        {.type = NH_CFG_BOOL,
+         .key = "enabled",
+         .def = "true",
+         .offset = offsetof(struct nh_probe_config, enabled),
+         .help = "run this probe"},
+        {.type = NH_CFG_DURATION,
+         .key = "interval",
+         .def = NULL,
+         .offset = offsetof(struct nh_probe_config, interval),
+         .help = "",
+         .min = 0.01,
+         .max = 86400},
+        {.type = NH_CFG_DURATION,
+         .key = "timeout",
+         .def = NULL,
+         .offset = offsetof(struct nh_probe_config, timeout),
+         .help = "",
+         .min = 0.001,
+         .max = 3600},
+        {.type = NH_CFG_INT,
+         .key = "raise_after",
+         .def = NULL,
+         .offset = offsetof(struct nh_probe_config, raise_after),
+         .help = "",
+         .min = 1,
+         .max = 1000},
+        {.type = NH_CFG_INT,
+         .key = "clear_after",
+         .def = NULL,
+         .offset = offsetof(struct nh_probe_config, clear_after),
+         .help = "",
+         .min = 1,
+         .max = 1000},
+        {.type = NH_CFG_STRING,
+         .key = "isolation",
+         .def = "inprocess",
+         .offset = offsetof(struct nh_probe_config, isolation_name),
+         .help = ""},
+        {.type = NH_CFG_STRING_LIST,
+         .key = "take_over",
+         .def = "",
+         .offset = offsetof(struct nh_probe_config, take_over),
+         .help = ""},
+        {0},
 };
 
 static void probe_config_done(struct nh_probe_config *p) {
@@ -357,7 +357,7 @@ static bool valid_probe_name(const char *s) {
 static int section(struct nh_config *c, const char *key, const struct nh_cfg_entry *table, void *base,
                    char **ret_error) {
         const cJSON *obj = cJSON_GetObjectItemCaseSensitive(c->tree, key);
-        struct cfg_section s = { table, base };
+        struct cfg_section s = {table, base};
         _cleanup_free_ char *what = NULL;
 
         if (asprintf(&what, "\"%s\"", key) < 0)
@@ -366,7 +366,7 @@ static int section(struct nh_config *c, const char *key, const struct nh_cfg_ent
 }
 
 static int load_probe(struct nh_config *c, const cJSON *obj, struct nh_probe_config *p, char **ret_error) {
-        struct cfg_section s = { probe_table, p };
+        struct cfg_section s = {probe_table, p};
         _cleanup_free_ char *what = NULL;
         _cleanup_strv_free_ char **own = NULL;
         const cJSON *member;
@@ -481,7 +481,7 @@ static int load_probes(struct nh_config *c, char **ret_error) {
         return 0;
 }
 
-static const char *const sections[] = { "defaults", "probes", "kubernetes", "journal", "http", NULL };
+static const char *const sections[] = {"defaults", "probes", "kubernetes", "journal", "http", NULL};
 
 int nh_config_load(const char *path, struct nh_config **ret, char **ret_error) {
         _cleanup_(nh_config_freep) struct nh_config *c = NULL;
@@ -503,7 +503,7 @@ int nh_config_load(const char *path, struct nh_config **ret, char **ret_error) {
         if (r < 0)
                 return r;
 
-        top = (struct cfg_section){ top_table, c };
+        top = (struct cfg_section){top_table, c};
         r = cfgmap_apply(&top, 1, c->tree, c->positions, "the configuration", (char *const *) sections, ret_error);
         if (r < 0)
                 return r;

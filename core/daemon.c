@@ -119,8 +119,8 @@ static int resolve_node_name(struct nh_daemon *d) {
 }
 
 static int open_roots(struct nh_daemon *d, char **ret_error) {
-        const char *paths[_NH_ROOT_MAX] = { d->opts->proc_path, d->opts->sys_path, d->opts->root_path };
-        static const char *const flags[_NH_ROOT_MAX] = { "--proc-path", "--sys-path", "--root-path" };
+        const char *paths[_NH_ROOT_MAX] = {d->opts->proc_path, d->opts->sys_path, d->opts->root_path};
+        static const char *const flags[_NH_ROOT_MAX] = {"--proc-path", "--sys-path", "--root-path"};
 
         for (int i = 0; i < _NH_ROOT_MAX; i++) {
                 const char *path = paths[i] ? paths[i] : default_roots[i];
@@ -187,11 +187,13 @@ static int add_probe(struct nh_daemon *d, const struct nh_probe_config *cfg, cha
         return 0;
 }
 
-int nh_daemon_new(const struct nh_options *opts, struct nh_config *config, struct nh_daemon **ret, char **ret_error) {
+int nh_daemon_new(const struct nh_options *opts, struct nh_config *config, struct nh_daemon **ret, char **ret_error,
+                  int *ret_exit_code) {
         _cleanup_(nh_daemon_freep) struct nh_daemon *d = NULL;
         int r;
 
         *ret_error = NULL;
+        *ret_exit_code = NH_EXIT_FAILURE;
         d = calloc(1, sizeof(*d));
         if (!d) {
                 nh_config_free(config);
@@ -213,19 +215,25 @@ int nh_daemon_new(const struct nh_options *opts, struct nh_config *config, struc
         if (r < 0)
                 return r;
         r = open_roots(d, ret_error);
-        if (r < 0)
+        if (r < 0) {
+                *ret_exit_code = NH_EXIT_USAGE;
                 return r;
+        }
 
         d->table = nh_table_new(on_transition, d);
         if (!d->table)
                 return -ENOMEM;
+        d->host.table = d->table;
 
         for (size_t i = 0; i < config->n_probes; i++) {
                 if (!config->probes[i].enabled)
                         continue;
                 r = add_probe(d, &config->probes[i], ret_error);
-                if (r < 0)
+                if (r < 0) {
+                        if (r == -EINVAL)
+                                *ret_exit_code = NH_EXIT_CONFIG;
                         return r;
+                }
         }
 
         *ret = TAKE_PTR(d);

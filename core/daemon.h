@@ -14,12 +14,16 @@ struct nh_daemon;
 /*
  * Builds a daemon from parsed options and a loaded configuration (taken on success and on
  * failure): opens the root directories, loads and configures every enabled probe.  Returns
- * 0, or an exit code's worth of failure: -EINVAL for a probe key that does not fit its
- * plugin's table (message in *ret_error, with the position), another negative errno for
- * anything else (message in *ret_error).  Plugins that are missing or refused are logged
- * and skipped; in --check-config they are errors.
+ * 0, or a negative errno with a message in *ret_error (may be NULL on -ENOMEM) and the exit
+ * code it deserves in *ret_exit_code: NH_EXIT_CONFIG for a probe key that does not fit its
+ * plugin's table (the message has the position), NH_EXIT_USAGE for a --proc-path,
+ * --sys-path or --root-path that cannot be opened, NH_EXIT_FAILURE otherwise.  Plugins
+ * that are missing or refused are logged and skipped; in --check-config they are
+ * configuration errors.
  */
-int nh_daemon_new(const struct nh_options *opts, struct nh_config *config, struct nh_daemon **ret, char **ret_error);
+int nh_daemon_new(const struct nh_options *opts, struct nh_config *config, struct nh_daemon **ret, char **ret_error,
+                  int *ret_exit_code);
+
 struct nh_daemon *nh_daemon_free(struct nh_daemon *d);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct nh_daemon *, nh_daemon_free)
 

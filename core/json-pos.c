@@ -77,12 +77,12 @@ static int scan_push(struct scanner *s, struct json_pos key, struct json_pos val
                 s->out = grown;
                 s->n_allocated = n;
         }
-        s->out[s->n_out++] = (struct node_pos){ .key = key, .value = value };
+        s->out[s->n_out++] = (struct node_pos){.key = key, .value = value};
         return 0;
 }
 
 static struct json_pos scan_here(const struct scanner *s) {
-        return (struct json_pos){ .line = s->line, .column = s->column };
+        return (struct json_pos){.line = s->line, .column = s->column};
 }
 
 static int scan_value(struct scanner *s, struct json_pos key, unsigned depth) {
@@ -106,7 +106,7 @@ static int scan_value(struct scanner *s, struct json_pos key, unsigned depth) {
                 scan_advance(s);
                 scan_space(s);
                 while (s->p < s->end && *s->p != close) {
-                        struct json_pos member_key = { 0 };
+                        struct json_pos member_key = {0};
                         if (object) {
                                 member_key = scan_here(s);
                                 scan_string(s);
@@ -157,7 +157,7 @@ static int zip(const cJSON *node, struct node_pos *list, size_t n, size_t *i, co
 }
 
 static struct json_pos offset_to_pos(const char *text, size_t offset) {
-        struct scanner s = { .p = text, .end = text + offset, .line = 1, .column = 1 };
+        struct scanner s = {.p = text, .end = text + offset, .line = 1, .column = 1};
 
         while (s.p < s.end)
                 scan_advance(&s);
@@ -187,7 +187,7 @@ int json_pos_parse(struct json_positions *p, const char *file, const char *text,
         _cleanup_free_ char *file_copy = NULL;
         const char *parse_end = NULL;
         const cJSON *duplicate = NULL;
-        struct scanner s = { .p = text, .end = text + len, .line = 1, .column = 1 };
+        struct scanner s = {.p = text, .end = text + len, .line = 1, .column = 1};
         cJSON *root;
         size_t i = 0;
         int r;
@@ -211,10 +211,22 @@ int json_pos_parse(struct json_positions *p, const char *file, const char *text,
                 struct json_pos pos = offset_to_pos(text, offset);
 
                 pos.file = file;
-                rest = (struct scanner){ .p = text, .end = text + len, .line = 1, .column = 1 };
+                rest = (struct scanner){.p = text, .end = text + len, .line = 1, .column = 1};
                 scan_space(&rest);
-                *ret_error = rest.p >= rest.end ? json_pos_error(pos, "empty file: expected a JSON object")
-                                                : json_pos_error(pos, "invalid JSON");
+                if (rest.p >= rest.end)
+                        *ret_error = json_pos_error((struct json_pos){.file = file, .line = 1, .column = 1},
+                                                    "empty file: expected a JSON object");
+                else {
+                        /* cJSON points at the last byte when the text stops short: say so. */
+                        rest = (struct scanner){.p = text + (offset < len ? offset + 1 : len), .end = text + len};
+                        scan_space(&rest);
+                        if (rest.p >= rest.end && text[offset] != '}' && text[offset] != ']') {
+                                pos = offset_to_pos(text, len);
+                                pos.file = file;
+                                *ret_error = json_pos_error(pos, "invalid JSON: the text ends too early");
+                        } else
+                                *ret_error = json_pos_error(pos, "invalid JSON");
+                }
                 return -EINVAL;
         }
 
@@ -235,8 +247,8 @@ int json_pos_parse(struct json_positions *p, const char *file, const char *text,
                 return -EINVAL;
         }
 
-        s = (struct scanner){ .p = text, .end = text + len, .line = 1, .column = 1 };
-        r = scan_value(&s, (struct json_pos){ 0 }, 0);
+        s = (struct scanner){.p = text, .end = text + len, .line = 1, .column = 1};
+        r = scan_value(&s, (struct json_pos){0}, 0);
         if (r >= 0)
                 r = zip(root, s.out, s.n_out, &i, &duplicate);
         if (r >= 0 && i != s.n_out)
@@ -245,7 +257,7 @@ int json_pos_parse(struct json_positions *p, const char *file, const char *text,
                 free(s.out);
                 cJSON_Delete(root);
                 *ret_error =
-                        json_pos_error((struct json_pos){ .file = file }, "cannot index JSON text: %s", strerror(-r));
+                        json_pos_error((struct json_pos){.file = file}, "cannot index JSON text: %s", strerror(-r));
                 return r;
         }
 
@@ -262,13 +274,13 @@ int json_pos_parse(struct json_positions *p, const char *file, const char *text,
         }
 
         if (duplicate) {
-                struct json_pos pos = { 0 };
+                struct json_pos pos = {0};
                 for (i = 0; i < s.n_out; i++)
                         if (s.out[i].node == duplicate)
                                 pos = s.out[i].key;
+                *ret_error = json_pos_error(pos, "duplicate key \"%s\"", duplicate->string);
                 free(s.out);
                 cJSON_Delete(root);
-                *ret_error = json_pos_error(pos, "duplicate key \"%s\"", duplicate->string);
                 return -EINVAL;
         }
 
@@ -299,13 +311,13 @@ static const struct node_pos *find(const struct json_positions *p, const cJSON *
 
 struct json_pos json_pos_value(const struct json_positions *p, const cJSON *node) {
         const struct node_pos *n = find(p, node);
-        return n ? n->value : (struct json_pos){ 0 };
+        return n ? n->value : (struct json_pos){0};
 }
 
 struct json_pos json_pos_key(const struct json_positions *p, const cJSON *node) {
         const struct node_pos *n = find(p, node);
         if (!n)
-                return (struct json_pos){ 0 };
+                return (struct json_pos){0};
         return n->key.line ? n->key : n->value;
 }
 

@@ -51,7 +51,7 @@ struct nh_plugin_handle *nh_plugin_close(struct nh_plugin_handle *h) {
 static int check_descriptor(const char *path, const char *name, const struct nh_plugin *raw, struct nh_plugin *ret,
                             char **ret_error) {
         uint32_t abi, size;
-        struct nh_plugin d = { 0 };
+        struct nh_plugin d = {0};
         _cleanup_free_ char *table_error = NULL;
 
         /* Only the first two fields may be read before they are checked. */
@@ -82,7 +82,7 @@ static int check_descriptor(const char *path, const char *name, const struct nh_
                 if (!d.conditions[i].healthy_reason || !is_camel_case(d.conditions[i].healthy_reason))
                         return fail(ret_error, -EINVAL, "%s: condition %s has no CamelCase healthy_reason", path,
                                     d.conditions[i].type);
-                if (i > 64)
+                if (i >= 64)
                         return fail(ret_error, -EINVAL, "%s: more than 64 condition types", path);
         }
         if (d.config) {

@@ -44,14 +44,13 @@ static int run(int argc, char **argv) {
                 return r == -ENOMEM ? NH_EXIT_FAILURE : NH_EXIT_CONFIG;
         }
 
-        r = nh_daemon_new(&opts, config, &d, &error);
+        r = nh_daemon_new(&opts, config, &d, &error, &code);
         if (r < 0) {
-                /* A probe key that does not fit its plugin's table is a configuration error. */
-                code = r == -EINVAL ? NH_EXIT_CONFIG : NH_EXIT_FAILURE;
-                if (r == -EINVAL || error)
-                        log_error("%s", error ? error : strerror(-r));
+                if (error)
+                        log_error("%s", error);
                 else
                         log_error_errno(r, "Cannot start: %m");
+
                 nh_options_done(&opts);
                 return code;
         }

@@ -82,7 +82,7 @@ int nh_probe_new(struct nh_probe_host *host, const struct nh_probe_config *cfg, 
                 return -ENOMEM;
         if (asprintf(&what, "probe \"%s\"", cfg->name) < 0)
                 return -ENOMEM;
-        section = (struct cfg_section){ p->plugin->config, p->config };
+        section = (struct cfg_section){p->plugin->config, p->config};
         r = cfgmap_apply(&section, 1, cfg->json, positions, what, nh_probe_core_keys, ret_error);
         if (r < 0)
                 return r;
@@ -124,7 +124,7 @@ int nh_probe_start(struct nh_probe_ctx *p) {
                                    type, nh_condition_owner(type));
                         continue;
                 }
-                r = nh_table_add_feed(p->host->table, p->cfg->name, type, &params, real);
+                r = nh_table_add_feed(p->host->table, p->cfg->name, type, &params, now(p, CLOCK_MONOTONIC), real);
                 if (r < 0 && r != -EEXIST)
                         return log_error_errno(r, "%sCannot add condition %s: %m", p->log_prefix, type);
         }

@@ -8,12 +8,25 @@
 #include "sink.h"
 #include "util.h"
 
+/* Events of the first cycle wait for the start table: the first line is always the table. */
+#define PENDING_MAX 32
+
+struct pending_event {
+        char *probe, *reason, *message;
+        uint64_t when;
+};
+
 struct stdout_sink {
         struct nh_sink sink;
         FILE *out;
         enum nh_format format;
         bool started; /* transitions of the first cycle are part of the start table */
+        struct pending_event pending[PENDING_MAX];
+        size_t n_pending, n_dropped;
 };
+
+static void print_event(struct stdout_sink *s, const char *node, const char *probe, const char *reason,
+                        const char *message, uint64_t when);
 
 cJSON *nh_condition_to_json(const struct nh_condition *c) {
         char heartbeat[RFC3339_MAX], transition[RFC3339_MAX];
@@ -77,12 +90,26 @@ static void print_table(struct stdout_sink *s, const char *node, const struct nh
         fflush(s->out);
 }
 
+static void flush_pending(struct stdout_sink *s, const char *node) {
+        for (size_t i = 0; i < s->n_pending; i++) {
+                struct pending_event *e = &s->pending[i];
+                print_event(s, node, e->probe, e->reason, e->message, e->when);
+                free(e->probe);
+                free(e->reason);
+                free(e->message);
+        }
+        if (s->n_dropped > 0)
+                log_warning("%zu events of the first cycle were not printed (more than %d)", s->n_dropped, PENDING_MAX);
+        s->n_pending = s->n_dropped = 0;
+}
+
 static void stdout_start(struct nh_sink *sink, const char *node, const struct nh_table *table) {
         struct stdout_sink *s = (struct stdout_sink *) sink;
 
         s->started = true;
         if (s->format == NH_FORMAT_TABLE) {
                 print_table(s, node, table);
+                flush_pending(s, node);
                 return;
         }
 
@@ -94,6 +121,7 @@ static void stdout_start(struct nh_sink *sink, const char *node, const struct nh
                 cJSON_AddItemToArray(list, nh_condition_to_json(nh_table_get(table, i)));
         print_json(s, o);
         cJSON_Delete(o);
+        flush_pending(s, node);
 }
 
 static void stdout_transition(struct nh_sink *sink, const char *node, const struct nh_condition *c,
@@ -119,11 +147,36 @@ static void stdout_transition(struct nh_sink *sink, const char *node, const stru
 static void stdout_event(struct nh_sink *sink, const char *node, const char *probe, const char *reason,
                          const char *message) {
         struct stdout_sink *s = (struct stdout_sink *) sink;
+        uint64_t now = now_usec(CLOCK_REALTIME);
+
+        if (s->started) {
+                print_event(s, node, probe, reason, message, now);
+                return;
+        }
+        if (s->n_pending >= PENDING_MAX) {
+                s->n_dropped++;
+                return;
+        }
+        struct pending_event *e = &s->pending[s->n_pending];
+        *e = (struct pending_event){
+                .probe = strdup(probe), .reason = strdup(reason), .message = strdup(message), .when = now};
+        if (!e->probe || !e->reason || !e->message) {
+                free(e->probe);
+                free(e->reason);
+                free(e->message);
+                s->n_dropped++;
+                return;
+        }
+        s->n_pending++;
+}
+
+static void print_event(struct stdout_sink *s, const char *node, const char *probe, const char *reason,
+                        const char *message, uint64_t when_usec) {
         char when[RFC3339_MAX];
 
         if (s->format == NH_FORMAT_TABLE) {
-                fprintf(s->out, "%s  event %s from %s: %s\n",
-                        format_rfc3339(when, sizeof(when), now_usec(CLOCK_REALTIME)), reason, probe, message);
+                fprintf(s->out, "%s  event %s from %s: %s\n", format_rfc3339(when, sizeof(when), when_usec), reason,
+                        probe, message);
                 fflush(s->out);
                 return;
         }
@@ -140,6 +193,13 @@ static void stdout_event(struct nh_sink *sink, const char *node, const char *pro
 }
 
 static void stdout_free(struct nh_sink *sink) {
+        struct stdout_sink *s = (struct stdout_sink *) sink;
+
+        for (size_t i = 0; i < s->n_pending; i++) {
+                free(s->pending[i].probe);
+                free(s->pending[i].reason);
+                free(s->pending[i].message);
+        }
         free(sink);
 }
 

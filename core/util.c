@@ -17,8 +17,8 @@ static const struct {
         uint64_t usec;
 } duration_units[] = {
         /* Longest suffixes first so "ms" is not read as "m" followed by "s". */
-        { "ms", USEC_PER_MSEC },    { "us", 1 },           { "ns", 0 }, { "h", 3600 * USEC_PER_SEC },
-        { "m", 60 * USEC_PER_SEC }, { "s", USEC_PER_SEC },
+        {"ms", USEC_PER_MSEC},    {"us", 1},           {"ns", 0}, {"h", 3600 * USEC_PER_SEC},
+        {"m", 60 * USEC_PER_SEC}, {"s", USEC_PER_SEC},
 };
 
 int parse_duration(const char *s, uint64_t *ret) {
@@ -159,7 +159,7 @@ const char *format_rfc3339(char *buf, size_t size, uint64_t realtime_usec) {
 }
 
 int parse_rfc3339(const char *s, uint64_t *ret_realtime_usec) {
-        struct tm tm = { 0 };
+        struct tm tm = {0};
         const char *p;
         long offset = 0;
 

@@ -156,10 +156,9 @@ struct nh_plugin {
         void (*done)(void *state);
 };
 
-#define NH_PLUGIN_DEFINE(...)                                                                              \
-        __attribute__((visibility("default"))) const struct nh_plugin NH_PLUGIN_SYMBOL = {                 \
-                .abi_version = NH_PLUGIN_ABI_VERSION, .struct_size = sizeof(struct nh_plugin), __VA_ARGS__ \
-        }
+#define NH_PLUGIN_DEFINE(...)                                                              \
+        __attribute__((visibility("default"))) const struct nh_plugin NH_PLUGIN_SYMBOL = { \
+                .abi_version = NH_PLUGIN_ABI_VERSION, .struct_size = sizeof(struct nh_plugin), __VA_ARGS__}
 
 /* ---- What the core offers a probe.  Every call checks its arguments (-EINVAL). ---- */
 

@@ -64,11 +64,13 @@ char *test_path(const char *dir, const char *relpath) {
 }
 
 static void mkdir_parents(char *path) {
-        for (char *s = strchr(path + 1, '/'); s; s = strchr(s + 1, '/')) {
-                *s = '\0';
+        for (size_t i = 1; path[i]; i++) {
+                if (path[i] != '/')
+                        continue;
+                path[i] = '\0';
                 if (mkdir(path, 0755) < 0)
                         assert_int_equal(errno, EEXIST);
-                *s = '/';
+                path[i] = '/';
         }
 }
 
@@ -125,13 +127,16 @@ static void harness_event(void *userdata, const char *probe, const char *reason,
 
 int harness_new(const char *config_json, const char *proc, const char *sys, const char *root, struct harness **ret) {
         struct harness *h = calloc(1, sizeof(*h));
-        const char *paths[_NH_ROOT_MAX] = { proc ? proc : "/proc", sys ? sys : "/sys", root ? root : "/" };
-        char *dirs[3] = { NULL, NULL, NULL };
+        const char *paths[_NH_ROOT_MAX] = {proc ? proc : "/proc", sys ? sys : "/sys", root ? root : "/"};
+        char *dirs[3] = {NULL, NULL, NULL};
         char *config_path;
         int r;
 
         assert_non_null(h);
+        for (int i = 0; i < _NH_ROOT_MAX; i++)
+                h->host.root_fds[i] = -1;
         *ret = h;
+
         h->mono = 1000 * USEC_PER_SEC;
         h->real = UINT64_C(1764115200) * USEC_PER_SEC; /* 2025-11-26T00:00:00Z */
         h->dir = test_mkdtemp();
@@ -151,20 +156,24 @@ int harness_new(const char *config_json, const char *proc, const char *sys, cons
         h->host.userdata = h;
         h->table = nh_table_new(harness_transition, h);
         assert_non_null(h->table);
+        h->host.table = h->table;
 
         dirs[0] = test_path(test_builddir(), "plugins/.libs");
         dirs[1] = test_path(test_builddir(), "tests/plugins/.libs");
         for (size_t i = 0; i < h->config->n_probes; i++) {
                 struct nh_probe_config *cfg = &h->config->probes[i];
                 struct nh_plugin_handle *handle = NULL;
-                char *const *search = h->config->plugin_dirs ? h->config->plugin_dirs : dirs;
+                char *const *search = dirs; /* as --plugin-dir does: the build's plugins */
 
                 if (!cfg->enabled)
                         continue;
                 assert_true(h->n_probes < ELEMENTSOF(h->probes));
                 r = nh_plugin_open(search, cfg->plugin, &handle, &h->last_error);
+                if (r == -ENOENT && !h->last_error)
+                        assert_true(asprintf(&h->last_error, "plugin %s.so is not in the build", cfg->plugin) >= 0);
                 if (r < 0)
                         break;
+
                 r = nh_probe_new(&h->host, cfg, handle, h->config->positions, &h->probes[h->n_probes], &h->last_error);
                 if (r < 0)
                         break;
@@ -182,7 +191,7 @@ void harness_free(struct harness *h) {
                 nh_probe_free(h->probes[i]);
         nh_table_free(h->table);
         for (int i = 0; i < _NH_ROOT_MAX; i++)
-                if (h->host.root_fds[i] > 0)
+                if (h->host.root_fds[i] >= 0)
                         close(h->host.root_fds[i]);
         nh_config_free(h->config);
         test_rmtree(h->dir);
@@ -289,12 +298,13 @@ bool proc_wait_output(struct proc *p, const char *needle, bool from_stderr, int 
         for (;;) {
                 drain(&p->out_fd, &p->out, &p->out_len);
                 drain(&p->err_fd, &p->err, &p->err_len);
-                if (strstr(from_stderr ? p->err : p->out, needle))
+                if (strstr(from_stderr ? p->err : p->out + p->out_mark, needle))
+
                         return true;
                 uint64_t now = mono_ms();
                 if (now >= deadline || (p->out_fd < 0 && p->err_fd < 0))
                         return false;
-                struct pollfd fds[2] = { { p->out_fd, POLLIN, 0 }, { p->err_fd, POLLIN, 0 } };
+                struct pollfd fds[2] = {{p->out_fd, POLLIN, 0}, {p->err_fd, POLLIN, 0}};
                 (void) poll(fds, 2, (int) (deadline - now));
         }
 }
@@ -314,7 +324,7 @@ int proc_wait(struct proc *p, int timeout_ms) {
                         waitpid(p->pid, &status, 0);
                         break;
                 }
-                struct pollfd fds[2] = { { p->out_fd, POLLIN, 0 }, { p->err_fd, POLLIN, 0 } };
+                struct pollfd fds[2] = {{p->out_fd, POLLIN, 0}, {p->err_fd, POLLIN, 0}};
                 (void) poll(fds, 2, 20);
         }
         p->pid = 0;
@@ -344,4 +354,11 @@ struct proc *proc_run(char *const *argv, int timeout_ms, int *ret_code) {
         struct proc *p = proc_spawn(argv);
         *ret_code = proc_wait(p, timeout_ms);
         return p;
+}
+
+void _assert_contains(const char *text, const char *needle, const char *file, int line) {
+        if (text && strstr(text, needle))
+                return;
+        print_error("%s:%d: expected to find\n  %s\nin\n%s\n", file, line, needle, text ? text : "(null)");
+        _fail(file, line);
 }

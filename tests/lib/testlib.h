@@ -73,7 +73,15 @@ struct proc {
         int out_fd, err_fd; /* non-blocking pipes */
         char *out, *err; /* everything read so far, NUL-terminated */
         size_t out_len, err_len;
+        size_t out_mark; /* proc_wait_output() looks at stdout from here on */
 };
+
+/* From now on, proc_wait_output() on stdout only sees what comes next. */
+#define proc_mark(p) ((p)->out_mark = (p)->out_len)
+
+/* Fails the test, showing the whole text, unless it contains needle. */
+#define assert_contains(text, needle) _assert_contains(text, needle, __FILE__, __LINE__)
+void _assert_contains(const char *text, const char *needle, const char *file, int line);
 
 /* Starts argv[0] (a path) with argv; stdout and stderr are pipes.  Asserts on failure. */
 struct proc *proc_spawn(char *const *argv);

@@ -3,8 +3,8 @@
 #include <nodehealth/plugin.h>
 
 static const struct nh_condition_decl bad_conditions[] = {
-        { .type = "BadProblem", .healthy_reason = "BadOK" },
-        { 0 },
+        {.type = "BadProblem", .healthy_reason = "BadOK"},
+        {0},
 };
 
 static int bad_probe(struct nh_probe_ctx *ctx, void *state) {

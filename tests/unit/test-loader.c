@@ -1,2 +1,312 @@
+/* SPDX-License-Identifier: MIT */
+/* The plugin loader's refusals, and what a probe that fails looks like in the table. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "loader.h"
 #include "testlib.h"
-int main(void) { return 0; }
+
+struct fixture {
+        char *dir; /* the plugin directory under test */
+        char *dirs[2];
+};
+
+static int setup(void **state) {
+        struct fixture *f = calloc(1, sizeof(*f));
+        f->dir = test_mkdtemp();
+        f->dirs[0] = f->dir;
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state) {
+        struct fixture *f = *state;
+        test_rmtree(f->dir);
+        free(f->dir);
+        free(f);
+        return 0;
+}
+
+/* Copies the built test plugin `built`.so into the fixture directory as `as`.so, mode 0644. */
+static void install(struct fixture *f, const char *built, const char *as) {
+        char *from = NULL, *to = NULL, *text;
+        FILE *in, *out;
+        int c;
+
+        assert_true(asprintf(&from, "%s/tests/plugins/.libs/%s.so", test_builddir(), built) >= 0);
+        assert_true(asprintf(&to, "%s/%s.so", f->dir, as) >= 0);
+        in = fopen(from, "re");
+        assert_non_null(in);
+        out = fopen(to, "we");
+        assert_non_null(out);
+        while ((c = fgetc(in)) != EOF)
+                fputc(c, out);
+        fclose(in);
+        assert_int_equal(fclose(out), 0);
+        assert_int_equal(chmod(to, 0644), 0);
+        (void) text;
+        free(from);
+        free(to);
+}
+
+/* Opens `name` and returns the error text, or NULL when it loaded. */
+static char *try_open(struct fixture *f, const char *name, int expected) {
+        struct nh_plugin_handle *h = NULL;
+        char *error = NULL;
+        int r = nh_plugin_open(f->dirs, name, &h, &error);
+
+        assert_int_equal(r, expected);
+        if (r >= 0) {
+                assert_non_null(h);
+                assert_null(error);
+                nh_plugin_close(h);
+                return NULL;
+        }
+        assert_null(h);
+        return error;
+}
+
+static void expect_refusal(struct fixture *f, const char *name, int expected, const char *text) {
+        char *error = try_open(f, name, expected);
+        assert_non_null(error);
+        if (!strstr(error, text))
+                fail_msg("\"%s\" does not contain \"%s\"", error, text);
+        free(error);
+}
+
+static void test_good_plugin(void **state) {
+        struct fixture *f = *state;
+        struct nh_plugin_handle *h = NULL;
+        char *error = NULL;
+
+        install(f, "testprobe", "testprobe");
+        assert_int_equal(nh_plugin_open(f->dirs, "testprobe", &h, &error), 0);
+        assert_string_equal(h->desc.name, "testprobe");
+        assert_int_equal(h->desc.abi_version, NH_PLUGIN_ABI_VERSION);
+        assert_string_equal(h->desc.conditions[0].type, "TestProblem");
+        assert_non_null(strstr(h->path, "/testprobe.so"));
+        nh_plugin_close(h);
+}
+
+static void test_missing(void **state) {
+        char *error = try_open(*state, "nothere", -ENOENT);
+        assert_null(error);
+}
+
+static void test_not_regular(void **state) {
+        struct fixture *f = *state;
+        char *p = test_path(f->dir, "adir.so");
+
+        assert_int_equal(mkdir(p, 0755), 0);
+        expect_refusal(f, "adir", -EPERM, "adir.so is not a regular file");
+        free(p);
+
+        p = test_path(f->dir, "afifo.so");
+        assert_int_equal(mkfifo(p, 0644), 0);
+        expect_refusal(f, "afifo", -EPERM, "afifo.so is not a regular file");
+        free(p);
+
+        install(f, "testprobe", "testprobe");
+        p = test_path(f->dir, "alink.so");
+        assert_int_equal(symlink("testprobe.so", p), 0);
+        expect_refusal(f, "alink", -EPERM, "alink.so is a symbolic link");
+        free(p);
+}
+
+static void test_writable(void **state) {
+        struct fixture *f = *state;
+        char *p;
+
+        install(f, "testprobe", "testprobe");
+        p = test_path(f->dir, "testprobe.so");
+        assert_int_equal(chmod(p, 0664), 0);
+        expect_refusal(f, "testprobe", -EPERM, "testprobe.so is writable by its group (mode 0664)");
+        assert_int_equal(chmod(p, 0646), 0);
+        expect_refusal(f, "testprobe", -EPERM, "testprobe.so is writable by others (mode 0646)");
+        assert_int_equal(chmod(p, 0644), 0);
+        assert_null(try_open(f, "testprobe", 0));
+
+        /* The directory too: whoever may write it may swap the file. */
+        assert_int_equal(chmod(f->dir, 0777), 0);
+        expect_refusal(f, "testprobe", -EPERM, "is writable by others (mode 0777)");
+        assert_int_equal(chmod(f->dir, 0755), 0);
+        free(p);
+}
+
+static void test_foreign_owner(void **state) {
+        struct fixture *f = *state;
+        char *p;
+
+        if (geteuid() != 0) {
+                /* Without root the check is still exercised through the rule itself. */
+                char *error = NULL;
+                assert_int_equal(nh_plugin_check_owner("/x.so", geteuid() + 1, 0644, &error), -EPERM);
+                assert_non_null(strstr(error, "neither root nor the daemon's user"));
+                free(error);
+                return;
+        }
+        install(f, "testprobe", "testprobe");
+        p = test_path(f->dir, "testprobe.so");
+        assert_int_equal(chown(p, 65534, 65534), 0);
+        expect_refusal(f, "testprobe", -EPERM,
+                       "testprobe.so is owned by uid 65534, neither root nor the daemon's user");
+        assert_int_equal(chown(p, 0, 0), 0);
+        assert_int_equal(chown(f->dir, 65534, 0), 0);
+        expect_refusal(f, "testprobe", -EPERM, "is owned by uid 65534");
+        assert_int_equal(chown(f->dir, 0, 0), 0);
+        assert_null(try_open(f, "testprobe", 0));
+        free(p);
+}
+
+static void test_bad_descriptors(void **state) {
+        struct fixture *f = *state;
+
+        install(f, "nodesc", "nodesc");
+        expect_refusal(f, "nodesc", -ENOEXEC, "no descriptor: the symbol nodehealth_plugin is missing");
+        install(f, "badabi", "badabi");
+        expect_refusal(f, "badabi", -ENOEXEC, "plugin ABI 2.0, this daemon speaks 1.0");
+        install(f, "badsize", "badsize");
+        expect_refusal(f, "badsize", -ENOEXEC, "descriptor size 12 does not match ABI 1.0");
+        install(f, "badname", "badname");
+        expect_refusal(f, "badname", -EINVAL, "descriptor names the plugin \"somebodyelse\", expected \"badname\"");
+        /* Whatever the file is called, the descriptor must agree. */
+        install(f, "testprobe", "renamed");
+        expect_refusal(f, "renamed", -EINVAL, "descriptor names the plugin \"testprobe\", expected \"renamed\"");
+}
+
+static void test_not_a_library(void **state) {
+        struct fixture *f = *state;
+        char *p;
+
+        test_write_file(f->dir, "garbage.so", "\177ELF but not really a shared object\n");
+        p = test_path(f->dir, "garbage.so");
+        assert_int_equal(chmod(p, 0644), 0);
+        expect_refusal(f, "garbage", -ENOEXEC, "garbage.so: cannot load");
+        free(p);
+}
+
+static void test_search_order(void **state) {
+        struct fixture *f = *state;
+        struct nh_plugin_handle *h = NULL;
+        char *error = NULL;
+        char *second = test_mkdtemp();
+        char *dirs[] = {second, f->dir, NULL};
+
+        install(f, "testprobe", "testprobe");
+        assert_int_equal(nh_plugin_open(dirs, "testprobe", &h, &error), 0);
+        assert_memory_equal(h->path, f->dir, strlen(f->dir));
+        nh_plugin_close(h);
+        test_rmtree(second);
+        free(second);
+}
+
+/* ---- a probe that fails, as the table shows it ---- */
+
+static void test_init_failure(void **state) {
+        struct harness *h = NULL;
+
+        assert_int_equal(harness_new("{\"probes\": {\"t\": {\"plugin\": \"testprobe\", \"init_fail\": true}}}", NULL,
+                                     NULL, NULL, &h),
+                         0);
+        assert_condition(h, "TestProblem", NH_STATUS_UNKNOWN, "ProbeInitFailed");
+        assert_condition(h, "OtherProblem", NH_STATUS_UNKNOWN, "ProbeInitFailed");
+        assert_string_equal(harness_condition(h, "TestProblem")->message, "probe t could not start: No such device");
+        harness_run(h); /* a probe that did not start is not run */
+        assert_condition(h, "TestProblem", NH_STATUS_UNKNOWN, "ProbeInitFailed");
+        harness_free(h);
+}
+
+static void test_cycle_failure_and_recovery(void **state) {
+        struct harness *h = NULL;
+        char *root = test_mkdtemp();
+
+        assert_int_equal(harness_new("{\"probes\": {\"t\": {\"plugin\": \"testprobe\", \"raise_after\": 1, "
+                                     "\"clear_after\": 1}}}",
+                                     NULL, NULL, root, &h),
+                         0);
+        test_write_file(root, "testprobe/state", "TestProblem False TestOK fine\nOtherProblem True OtherBad broken\n");
+        harness_run(h);
+        assert_condition(h, "TestProblem", NH_STATUS_FALSE, "TestOK");
+        assert_condition(h, "OtherProblem", NH_STATUS_TRUE, "OtherBad");
+
+        test_write_file(root, "testprobe/state", "fail\n");
+        harness_run(h);
+        assert_condition(h, "TestProblem", NH_STATUS_UNKNOWN, "ProbeFailed");
+        assert_condition(h, "OtherProblem", NH_STATUS_UNKNOWN, "ProbeFailed");
+        assert_string_equal(harness_condition(h, "OtherProblem")->message, "probe t failed: Input/output error");
+
+        test_write_file(root, "testprobe/state", "TestProblem False TestOK fine\nOtherProblem False OtherOK ok\n");
+        harness_run(h);
+        assert_condition(h, "TestProblem", NH_STATUS_FALSE, "TestOK");
+        assert_condition(h, "OtherProblem", NH_STATUS_FALSE, "OtherOK");
+        harness_free(h);
+        test_rmtree(root);
+        free(root);
+}
+
+static void test_kubelet_owned_type(void **state) {
+        struct harness *h = NULL;
+        char *root = test_mkdtemp();
+
+        test_write_file(root, "testprobe/state",
+                        "MemoryPressure True KubeletHasInsufficientMemory low\n"
+                        "Undeclared True Whatever x\n");
+        assert_int_equal(harness_new("{\"probes\": {\"t\": {\"plugin\": \"testprobe\"}}}", NULL, NULL, root, &h), 0);
+        harness_run(h);
+        /* Without take_over the kubelet's type is never written. */
+        assert_null(harness_condition(h, "MemoryPressure"));
+        assert_null(harness_condition(h, "Undeclared"));
+        harness_free(h);
+
+        assert_int_equal(harness_new("{\"probes\": {\"t\": {\"plugin\": \"testprobe\", \"raise_after\": 1, "
+                                     "\"take_over\": [\"MemoryPressure\"]}}}",
+                                     NULL, NULL, root, &h),
+                         0);
+        harness_run(h);
+        assert_condition(h, "MemoryPressure", NH_STATUS_TRUE, "KubeletHasInsufficientMemory");
+        harness_free(h);
+        test_rmtree(root);
+        free(root);
+}
+
+static void test_events_and_bad_reports(void **state) {
+        struct harness *h = NULL;
+        char *root = test_mkdtemp();
+
+        /* "lower" is not a CamelCase reason and "Bogus" not a status: both refused. */
+        test_write_file(root, "testprobe/state",
+                        "event OOMKilling Killed process 42\n"
+                        "TestProblem True lower bad\n"
+                        "OtherProblem Bogus Reason x\n");
+        assert_int_equal(harness_new("{\"probes\": {\"t\": {\"plugin\": \"testprobe\"}}}", NULL, NULL, root, &h), 0);
+        harness_run(h);
+        assert_int_equal(h->n_events, 1);
+        assert_string_equal(h->last_event_reason, "OOMKilling");
+        assert_condition(h, "TestProblem", NH_STATUS_UNKNOWN, "NotYetObserved");
+        assert_condition(h, "OtherProblem", NH_STATUS_UNKNOWN, "NotYetObserved");
+        harness_free(h);
+        test_rmtree(root);
+        free(root);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_good_plugin, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_missing, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_not_regular, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_writable, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_foreign_owner, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_bad_descriptors, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_not_a_library, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_search_order, setup, teardown),
+                cmocka_unit_test(test_init_failure),
+                cmocka_unit_test(test_cycle_failure_and_recovery),
+                cmocka_unit_test(test_kubelet_owned_type),
+                cmocka_unit_test(test_events_and_bad_reports),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
