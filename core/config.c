@@ -26,10 +26,6 @@ static const char *const isolation_names[_NH_ISOLATION_MAX] = {
         [NH_ISOLATION_PROCESS] = "process",
 };
 
-const char *nh_isolation_to_string(enum nh_isolation i) {
-        return i >= 0 && i < _NH_ISOLATION_MAX ? isolation_names[i] : NULL;
-}
-
 static const struct {
         const char *type, *owner;
 } reserved_types[] = {

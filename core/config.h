@@ -75,5 +75,3 @@ extern char *const nh_probe_core_keys[];
 
 /* Kubernetes types the kubelet or the CNI writes; NULL when `type` is ours to write. */
 const char *nh_condition_owner(const char *type);
-
-const char *nh_isolation_to_string(enum nh_isolation i);

@@ -24,10 +24,6 @@ void log_set_max_level(int level) {
         max_level = level;
 }
 
-int log_get_max_level(void) {
-        return max_level;
-}
-
 static const char *level_word(int level) {
         switch (level) {
         case LOG_LEVEL_ERR:

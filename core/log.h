@@ -14,7 +14,6 @@ enum { LOG_LEVEL_ERR = 3, LOG_LEVEL_WARNING = 4, LOG_LEVEL_NOTICE = 5, LOG_LEVEL
 
 void log_setup(void);
 void log_set_max_level(int level);
-int log_get_max_level(void);
 
 /* Returns -abs(error) so callers can `return log_error_errno(r, "...: %m")`; sets errno for %m. */
 int log_full_errno(int level, int error, const char *format, ...) _printf_(3, 4);

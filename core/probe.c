@@ -25,7 +25,6 @@ struct nh_probe_ctx {
         void *config; /* plugin->config_size bytes, filled from its table */
         void *state;
         bool running;
-        bool in_init;
         char *log_prefix;
         bool refused_owned_logged, refused_undeclared_logged; /* each logged once, not per cycle */
         struct nh_probe_stats stats;
@@ -132,9 +131,7 @@ int nh_probe_start(struct nh_probe_ctx *p) {
         if (p->plugin->init) {
                 _cleanup_free_ char *message = NULL;
 
-                p->in_init = true;
                 r = p->plugin->init(p, p->config, &p->state);
-                p->in_init = false;
                 if (r < 0) {
                         if (asprintf(&message, "probe %s could not start: %s", p->cfg->name, errno_text(r)) < 0)
                                 message = NULL;
@@ -190,10 +187,6 @@ const char *nh_probe_name(const struct nh_probe_ctx *p) {
 
 const struct nh_probe_config *nh_probe_config(const struct nh_probe_ctx *p) {
         return p->cfg;
-}
-
-const struct nh_plugin *nh_probe_plugin(const struct nh_probe_ctx *p) {
-        return p->plugin;
 }
 
 const struct nh_probe_stats *nh_probe_stats(const struct nh_probe_ctx *p) {

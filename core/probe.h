@@ -53,5 +53,4 @@ int nh_probe_run(struct nh_probe_ctx *p);
 bool nh_probe_running(const struct nh_probe_ctx *p);
 const char *nh_probe_name(const struct nh_probe_ctx *p);
 const struct nh_probe_config *nh_probe_config(const struct nh_probe_ctx *p);
-const struct nh_plugin *nh_probe_plugin(const struct nh_probe_ctx *p);
 const struct nh_probe_stats *nh_probe_stats(const struct nh_probe_ctx *p);

@@ -6,7 +6,7 @@ nh_build_packages=(
         gcc clang make autoconf automake libtool pkg-config file
         libsystemd-dev libudev-dev libcjson-dev libcurl4-openssl-dev libltdl-dev
         libcmocka-dev
-        systemd clang-format
+        systemd clang-format libclang-rt-14-dev procps git
 )
 
 nh_install_deps() {
