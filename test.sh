@@ -22,11 +22,15 @@ start_journald() {
         fi
         echo "Starting systemd-journald (none is running)" >&2
         mkdir -p /run/systemd/journal
+        # Sockets left by a journald that died would make the wait below pass too early.
+        rm -f /run/systemd/journal/socket /run/systemd/journal/stdout /run/systemd/journal/dev-log
         setsid /lib/systemd/systemd-journald </dev/null >/dev/null 2>&1 &
         for _ in $(seq 100); do
-                [ -S /run/systemd/journal/socket ] && return 0
+                [ -S /run/systemd/journal/socket ] && echo ready | systemd-cat -t nodehealthd-test 2>/dev/null &&
+                        return 0
                 sleep 0.1
         done
+
         echo "error: systemd-journald did not start" >&2
         return 1
 }
