@@ -226,7 +226,7 @@ static int bench_setup(struct bench *b, const struct options *o) {
                 return log_error_errno(-ENOMEM, "Cannot create the condition table: %m");
         b->host.table = b->table;
         b->host.now = NULL; /* the real clocks */
-        b->host.event = on_event;
+        b->host.event_cb = on_event;
         b->host.userdata = b;
 
         b->probes = calloc(b->config->n_probes + 1, sizeof(*b->probes));

@@ -34,6 +34,7 @@ struct nh_condition {
 #define NH_REASON_PROBE_STALE "ProbeStale"
 #define NH_REASON_PROBE_FAILED "ProbeFailed"
 #define NH_REASON_PROBE_INIT_FAILED "ProbeInitFailed"
+#define NH_REASON_PROBE_TIMEOUT "ProbeTimeout"
 
 struct nh_table;
 

@@ -37,6 +37,7 @@ struct nh_daemon {
 
         struct nh_sink *sinks[MAX_SINKS];
         size_t n_sinks;
+        bool sinks_started; /* the first cycle has ended and the sinks have the table */
         bool ready; /* READY=1 sent: transitions update systemd's STATUS= */
 };
 
@@ -71,6 +72,8 @@ struct nh_daemon *nh_daemon_free(struct nh_daemon *d) {
 }
 
 static void notify_status(struct nh_daemon *d, bool ready);
+static void on_trigger(void *userdata, struct nh_probe_ctx *p);
+static void on_cycle_done(void *userdata, struct nh_probe_ctx *p);
 
 static void on_transition(void *userdata, const struct nh_condition *c, enum nh_status old) {
         struct nh_daemon *d = userdata;
@@ -204,7 +207,10 @@ int nh_daemon_new(const struct nh_options *opts, struct nh_config *config, struc
         for (int i = 0; i < _NH_ROOT_MAX; i++)
                 d->host.root_fds[i] = -1;
         d->host.now = host_now;
-        d->host.event = on_event;
+        d->host.event_cb = on_event;
+        d->host.trigger = on_trigger;
+        d->host.cycle_done = on_cycle_done;
+
         d->host.userdata = d;
 
         d->plugin_dirs = strv_copy(opts->plugin_dirs ? opts->plugin_dirs : config->plugin_dirs);
@@ -220,7 +226,13 @@ int nh_daemon_new(const struct nh_options *opts, struct nh_config *config, struc
                 return r;
         }
 
+        r = sd_event_new(&d->event);
+        if (r < 0)
+                return r;
+        d->host.event = d->event;
+
         d->table = nh_table_new(on_transition, d);
+
         if (!d->table)
                 return -ENOMEM;
         d->host.table = d->table;
@@ -261,10 +273,40 @@ static void run_all(struct nh_daemon *d) {
                 (void) nh_probe_run(d->probes[i]);
 }
 
-static void start_sinks(struct nh_daemon *d) {
+static bool any_pending(const struct nh_daemon *d) {
+        for (size_t i = 0; i < d->n_probes; i++)
+                if (nh_probe_pending(d->probes[i]))
+                        return true;
+        return false;
+}
+
+/* Once the first cycle of every probe has ended, the sinks get the table: it says what is true now. */
+static void maybe_start_sinks(struct nh_daemon *d) {
+        if (d->sinks_started || any_pending(d))
+                return;
+        d->sinks_started = true;
         for (size_t i = 0; i < d->n_sinks; i++)
                 if (d->sinks[i]->ops->start)
                         d->sinks[i]->ops->start(d->sinks[i], d->node_name, d->table);
+        if (d->opts->action == NH_ACTION_RUN) {
+                d->ready = true;
+                notify_status(d, true);
+        }
+}
+
+static void on_cycle_done(void *userdata, struct nh_probe_ctx *p) {
+        maybe_start_sinks(userdata);
+}
+
+static void on_trigger(void *userdata, struct nh_probe_ctx *p) {
+        struct nh_daemon *d = userdata;
+
+        for (size_t i = 0; i < d->n_probes; i++)
+                if (d->probes[i] == p && d->timers[i]) {
+                        /* Now, through the probe's own timer: many triggers make one cycle. */
+                        (void) sd_event_source_set_time(d->timers[i], 0);
+                        (void) sd_event_source_set_enabled(d->timers[i], SD_EVENT_ONESHOT);
+                }
 }
 
 int nh_daemon_run_once(struct nh_daemon *d) {
@@ -278,7 +320,13 @@ int nh_daemon_run_once(struct nh_daemon *d) {
                 return r;
         start_probes(d);
         run_all(d);
-        start_sinks(d);
+        /* Asynchronous probes finish on the loop; their timeouts bound the wait. */
+        while (any_pending(d)) {
+                r = sd_event_run(d->event, UINT64_MAX);
+                if (r < 0)
+                        return log_error_errno(r, "Event loop failed: %m");
+        }
+        maybe_start_sinks(d);
         return 0;
 }
 
@@ -305,9 +353,10 @@ static int on_probe_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         struct nh_probe_ctx *p = userdata;
         const struct nh_probe_config *cfg = nh_probe_config(p);
 
-        (void) nh_probe_run(p);
+        /* Re-armed before the run, so that a trigger during the run wins over the interval. */
         (void) sd_event_source_set_time_relative(s, next_delay(cfg));
         (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        (void) nh_probe_run(p);
         return 0;
 }
 
@@ -367,10 +416,6 @@ int nh_daemon_run(struct nh_daemon *d) {
         log_info("Node %s: %zu probes, standalone mode (conditions go to stdout%s)", d->node_name, d->n_probes,
                  d->config->journal_enabled ? " and the journal" : "");
 
-        r = sd_event_default(&d->event);
-        if (r < 0)
-                return log_error_errno(r, "Cannot create the event loop: %m");
-
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
@@ -395,12 +440,10 @@ int nh_daemon_run(struct nh_daemon *d) {
                         return log_error_errno(r, "Cannot set up the journal sink: %m");
         }
 
-        /* The first cycle runs at once, so the start table says what is true now. */
         start_probes(d);
-        run_all(d);
-        start_sinks(d);
-
+        /* Timers before the first cycle: a probe may ask for the next one during it (nh_trigger). */
         for (size_t i = 0; i < d->n_probes; i++) {
+
                 const struct nh_probe_config *cfg = nh_probe_config(d->probes[i]);
                 uint64_t accuracy = cfg->interval / 20 > USEC_PER_MSEC ? cfg->interval / 20 : USEC_PER_MSEC;
 
@@ -415,8 +458,10 @@ int nh_daemon_run(struct nh_daemon *d) {
         if (r < 0)
                 return log_error_errno(r, "Cannot arm the staleness timer: %m");
 
-        d->ready = true;
-        notify_status(d, true);
+        /* The first cycle runs at once; the start table waits for its end (see maybe_start_sinks). */
+        run_all(d);
+        maybe_start_sinks(d);
+
         r = sd_event_loop(d->event);
         (void) sd_notify(false, "STOPPING=1");
         if (r < 0)

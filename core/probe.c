@@ -16,6 +16,13 @@
 #define PROBE_MAGIC UINT32_C(0x6e687072) /* "nhpr": catches a probe passing a stray pointer */
 #define MESSAGE_MAX 4096 /* Kubernetes keeps longer messages, dashboards do not */
 
+struct watch {
+        int fd;
+        sd_event_source *source;
+        nh_io_callback callback;
+        void *userdata;
+};
+
 struct nh_probe_ctx {
         uint32_t magic;
         struct nh_probe_host *host;
@@ -28,6 +35,14 @@ struct nh_probe_ctx {
         char *log_prefix;
         bool refused_owned_logged, refused_undeclared_logged; /* each logged once, not per cycle */
         struct nh_probe_stats stats;
+
+        struct watch *watches;
+        size_t n_watches;
+        sd_event_source *timer; /* nh_set_timer() */
+        nh_timer_callback timer_callback;
+        void *timer_userdata;
+        bool pending; /* probe() returned NH_PROBE_PENDING, no nh_cycle_done() yet */
+        sd_event_source *timeout; /* ends a pending cycle that overruns the probe's timeout */
 };
 
 /* A probe's return value is untrusted: only -1 … -4095 are errno values. */
@@ -42,8 +57,15 @@ static bool ctx_ok(const struct nh_probe_ctx *p) {
 struct nh_probe_ctx *nh_probe_free(struct nh_probe_ctx *p) {
         if (!p)
                 return NULL;
+        /* Sources first: done() closes the fds they watch. */
+        for (size_t i = 0; i < p->n_watches; i++)
+                sd_event_source_disable_unref(p->watches[i].source);
+        free(p->watches);
+        sd_event_source_disable_unref(p->timer);
+        sd_event_source_disable_unref(p->timeout);
         if (p->running && p->plugin->done)
                 p->plugin->done(p->state);
+
         if (p->config) {
                 cfgmap_free(p->plugin->config, p->config);
                 free(p->config);
@@ -146,14 +168,44 @@ int nh_probe_start(struct nh_probe_ctx *p) {
         return 0;
 }
 
+static void end_pending(struct nh_probe_ctx *p) {
+        p->pending = false;
+        p->timeout = sd_event_source_disable_unref(p->timeout);
+        if (p->host->cycle_done)
+                p->host->cycle_done(p->host->userdata, p);
+}
+
+static int on_cycle_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct nh_probe_ctx *p = userdata;
+        _cleanup_free_ char *message = NULL;
+        char d[32];
+
+        p->stats.failures++;
+        if (asprintf(&message, "probe %s did not finish a cycle within its timeout of %s", p->cfg->name,
+                     format_duration(d, sizeof(d), p->cfg->timeout)) < 0)
+                message = NULL;
+        nh_table_mark_unknown(p->host->table, p->cfg->name, NH_REASON_PROBE_TIMEOUT,
+                              message ? message : "probe timed out", now(p, CLOCK_REALTIME));
+        log_warning("%s%s", p->log_prefix, message ? message : "timed out");
+        end_pending(p);
+        return 0;
+}
+
+bool nh_probe_pending(const struct nh_probe_ctx *p) {
+        return p->pending;
+}
+
 int nh_probe_run(struct nh_probe_ctx *p) {
         uint64_t start, took;
         int r;
 
         if (!p->running)
                 return -ESRCH;
+        if (p->pending)
+                return -EBUSY; /* the previous cycle still runs: its timeout will end it */
         start = now_usec(CLOCK_MONOTONIC);
         r = p->plugin->probe(p, p->state);
+
         took = now_usec(CLOCK_MONOTONIC) - start;
         p->stats.cycles++;
         p->stats.last_duration = took;
@@ -173,8 +225,23 @@ int nh_probe_run(struct nh_probe_ctx *p) {
                 nh_table_mark_unknown(p->host->table, p->cfg->name, NH_REASON_PROBE_FAILED,
                                       message ? message : "probe failed", now(p, CLOCK_REALTIME));
                 log_warning("%scycle failed: %s", p->log_prefix, errno_text(r));
+                return r;
         }
-        return r;
+        if (r == NH_PROBE_PENDING) {
+                p->pending = true;
+                if (p->host->event) {
+                        int k = sd_event_add_time_relative(p->host->event, &p->timeout, CLOCK_MONOTONIC,
+                                                           p->cfg->timeout, 0, on_cycle_timeout, p);
+                        if (k < 0) {
+                                log_error_errno(k, "%sCannot arm the cycle's timeout: %m", p->log_prefix);
+                                p->pending = false;
+                                return k;
+                        }
+                } else
+                        p->pending = false; /* no loop to finish on: what was reported is the cycle */
+                return p->pending ? NH_PROBE_PENDING : 0;
+        }
+        return 0; /* any other non-negative value is a complete cycle */
 }
 
 bool nh_probe_running(const struct nh_probe_ctx *p) {
@@ -237,8 +304,8 @@ _api_ int nh_report(struct nh_probe_ctx *p, const struct nh_observation *obs) {
 _api_ int nh_event(struct nh_probe_ctx *p, const char *reason, const char *message) {
         if (!ctx_ok(p) || !reason || !is_camel_case(reason) || !message)
                 return -EINVAL;
-        if (p->host->event)
-                p->host->event(p->host->userdata, p->cfg->name, reason, message);
+        if (p->host->event_cb)
+                p->host->event_cb(p->host->userdata, p->cfg->name, reason, message);
         return 0;
 }
 
@@ -301,7 +368,113 @@ _api_ int nh_read_file(struct nh_probe_ctx *p, enum nh_root root, const char *pa
         return 0;
 }
 
+static struct watch *find_watch(struct nh_probe_ctx *p, int fd) {
+        for (size_t i = 0; i < p->n_watches; i++)
+                if (p->watches[i].fd == fd)
+                        return &p->watches[i];
+        return NULL;
+}
+
+static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        struct nh_probe_ctx *p = userdata;
+        struct watch *w = find_watch(p, fd);
+
+        /* Copied first: the callback may unwatch (and so move) this very entry. */
+        if (w) {
+                nh_io_callback callback = w->callback;
+                void *data = w->userdata;
+                callback(p, fd, revents, data);
+        }
+        return 0;
+}
+
+_api_ int nh_watch_fd(struct nh_probe_ctx *p, int fd, uint32_t events, nh_io_callback callback, void *userdata) {
+        struct watch *w;
+        int r;
+
+        if (!ctx_ok(p) || fd < 0 || !callback)
+                return -EINVAL;
+        if (!p->host->event)
+                return -EOPNOTSUPP;
+        w = find_watch(p, fd);
+        if (w) {
+                r = sd_event_source_set_io_events(w->source, events);
+                if (r < 0)
+                        return r;
+                w->callback = callback;
+                w->userdata = userdata;
+                return 0;
+        }
+        w = realloc(p->watches, (p->n_watches + 1) * sizeof(*w));
+        if (!w)
+                return -ENOMEM;
+        p->watches = w;
+        w = &p->watches[p->n_watches];
+        *w = (struct watch){.fd = fd, .callback = callback, .userdata = userdata};
+        r = sd_event_add_io(p->host->event, &w->source, fd, events, on_io, p);
+        if (r < 0)
+                return r;
+        p->n_watches++;
+        return 0;
+}
+
+_api_ int nh_unwatch_fd(struct nh_probe_ctx *p, int fd) {
+        struct watch *w;
+
+        if (!ctx_ok(p))
+                return -EINVAL;
+        w = find_watch(p, fd);
+        if (!w)
+                return -ENOENT;
+        sd_event_source_disable_unref(w->source);
+        *w = p->watches[--p->n_watches];
+        return 0;
+}
+
+static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct nh_probe_ctx *p = userdata;
+        nh_timer_callback callback = p->timer_callback;
+
+        p->timer_callback = NULL; /* one-shot; the callback may set a new one */
+        if (callback)
+                callback(p, p->timer_userdata);
+        return 0;
+}
+
+_api_ int nh_set_timer(struct nh_probe_ctx *p, uint64_t usec, nh_timer_callback callback, void *userdata) {
+        int r;
+
+        if (!ctx_ok(p))
+                return -EINVAL;
+        if (!p->host->event)
+                return -EOPNOTSUPP;
+        p->timer_callback = callback;
+        p->timer_userdata = userdata;
+        if (!callback)
+                return p->timer ? sd_event_source_set_enabled(p->timer, SD_EVENT_OFF) : 0;
+        if (!p->timer)
+                return sd_event_add_time_relative(p->host->event, &p->timer, CLOCK_MONOTONIC, usec, 0, on_timer, p);
+        r = sd_event_source_set_time_relative(p->timer, usec);
+        if (r < 0)
+                return r;
+        return sd_event_source_set_enabled(p->timer, SD_EVENT_ONESHOT);
+}
+
+_api_ int nh_trigger(struct nh_probe_ctx *p) {
+        if (!ctx_ok(p))
+                return -EINVAL;
+        if (p->host->trigger)
+                p->host->trigger(p->host->userdata, p);
+        return 0;
+}
+
+_api_ void nh_cycle_done(struct nh_probe_ctx *p) {
+        if (ctx_ok(p) && p->pending)
+                end_pending(p);
+}
+
 _api_ uint64_t nh_now(struct nh_probe_ctx *p) {
+
         return ctx_ok(p) ? now(p, CLOCK_MONOTONIC) : 0;
 }
 

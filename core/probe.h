@@ -8,6 +8,7 @@
 
 #include <nodehealth/plugin.h>
 #include <stdint.h>
+#include <systemd/sd-event.h>
 
 #include "conditions.h"
 #include "config.h"
@@ -19,8 +20,11 @@
 struct nh_probe_host {
         struct nh_table *table;
         int root_fds[_NH_ROOT_MAX];
+        sd_event *event; /* the loop fds and timers go on; NULL: probes may not watch anything */
         uint64_t (*now)(void *userdata, clockid_t clock);
-        void (*event)(void *userdata, const char *probe, const char *reason, const char *message);
+        void (*event_cb)(void *userdata, const char *probe, const char *reason, const char *message);
+        void (*trigger)(void *userdata, struct nh_probe_ctx *p); /* may be NULL */
+        void (*cycle_done)(void *userdata, struct nh_probe_ctx *p); /* a pending cycle ended; may be NULL */
         void *userdata;
 };
 
@@ -47,8 +51,14 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct nh_probe_ctx *, nh_probe_free)
  */
 int nh_probe_start(struct nh_probe_ctx *p);
 
-/* One observation cycle.  On failure the conditions go Unknown with ProbeFailed. */
+/*
+ * One observation cycle.  Returns 0 when it is complete, NH_PROBE_PENDING when it goes on
+ * (host->cycle_done is called when it ends, by the probe or by its timeout), or the
+ * probe's error (its conditions are then Unknown with ProbeFailed).  A cycle asked for
+ * while the previous one is pending is skipped: -EBUSY.
+ */
 int nh_probe_run(struct nh_probe_ctx *p);
+bool nh_probe_pending(const struct nh_probe_ctx *p);
 
 bool nh_probe_running(const struct nh_probe_ctx *p);
 const char *nh_probe_name(const struct nh_probe_ctx *p);

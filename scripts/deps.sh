@@ -7,6 +7,7 @@ nh_build_packages=(
         libsystemd-dev libudev-dev libcjson-dev libcurl4-openssl-dev libltdl-dev
         libcmocka-dev
         systemd clang-format libclang-rt-14-dev procps git
+        libyaml-dev libc-ares-dev umockdev libumockdev-dev python3 openssl iproute2 e2fsprogs util-linux
 )
 
 nh_install_deps() {

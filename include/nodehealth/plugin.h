@@ -147,8 +147,11 @@ struct nh_plugin {
 
         /*
          * One observation cycle: read, then report every declared condition with
-         * nh_report().  A negative errno means the cycle failed as a whole; the core then
-         * marks the probe's conditions Unknown with reason ProbeFailed.
+         * nh_report().  Returns 0 when the cycle is complete, NH_PROBE_PENDING when it goes on
+         * asynchronously (fds or a timer; the probe calls nh_cycle_done() at its end), or a
+         * negative errno when it failed as a whole: the core then marks the probe's conditions
+         * Unknown with reason ProbeFailed.  A pending cycle that has not ended after the
+         * probe's timeout makes them Unknown with reason ProbeTimeout.
          */
         int (*probe)(struct nh_probe_ctx *ctx, void *state);
 
@@ -161,6 +164,9 @@ struct nh_plugin {
                 .abi_version = NH_PLUGIN_ABI_VERSION, .struct_size = sizeof(struct nh_plugin), __VA_ARGS__}
 
 /* ---- What the core offers a probe.  Every call checks its arguments (-EINVAL). ---- */
+
+/* probe() returns this when its cycle continues on the loop; see nh_cycle_done(). */
+#define NH_PROBE_PENDING 1
 
 /*
  * Report one observation.  The core deep-copies it.  Returns 0, -EINVAL for a type the
@@ -191,7 +197,39 @@ int nh_root_fd(struct nh_probe_ctx *ctx, enum nh_root root);
 int nh_read_file(struct nh_probe_ctx *ctx, enum nh_root root, const char *path, char *buf, size_t size,
                  size_t *ret_len);
 
+/*
+ * Asynchronous work on the daemon's loop.  Probes never block: what can wait (a netlink
+ * socket, a udev monitor, a DNS answer, a helper thread's pipe) is an fd the core watches.
+ *
+ * nh_watch_fd() calls `callback` whenever `fd` is ready for `events` (EPOLLIN, EPOLLOUT, …
+ * from <sys/epoll.h>); watching an fd already watched changes its events, callback and
+ * userdata.  The probe keeps owning the fd: it calls nh_unwatch_fd() before closing it.
+ * Watches end by themselves when the probe stops, before `done` is called.  Returns 0,
+ * -EINVAL, -ENOMEM, or -EOPNOTSUPP where no loop runs.
+ */
+typedef void (*nh_io_callback)(struct nh_probe_ctx *ctx, int fd, uint32_t revents, void *userdata);
+int nh_watch_fd(struct nh_probe_ctx *ctx, int fd, uint32_t events, nh_io_callback callback, void *userdata);
+int nh_unwatch_fd(struct nh_probe_ctx *ctx, int fd);
+
+/*
+ * One wake-up timer per probe instance: `callback` runs once, `usec` microseconds from now.
+ * Setting it again replaces it; a NULL callback cancels it.  Probes with several deadlines
+ * set it to the earliest.  Returns 0, -EINVAL, -ENOMEM, -EOPNOTSUPP.
+ */
+typedef void (*nh_timer_callback)(struct nh_probe_ctx *ctx, void *userdata);
+int nh_set_timer(struct nh_probe_ctx *ctx, uint64_t usec, nh_timer_callback callback, void *userdata);
+
+/*
+ * Asks for a cycle now instead of at the next interval (a link went down, a disk appeared).
+ * Many triggers before the cycle runs make one cycle.
+ */
+int nh_trigger(struct nh_probe_ctx *ctx);
+
+/* Ends a cycle that probe() left pending (it returned NH_PROBE_PENDING). */
+void nh_cycle_done(struct nh_probe_ctx *ctx);
+
 /* Monotonic time in microseconds, as the core's clock sees it (tests may move it). */
+
 uint64_t nh_now(struct nh_probe_ctx *ctx);
 
 /* The probe's instance name (the key under "probes" in the configuration). */

@@ -30,7 +30,10 @@ struct env {
         char node[64]; /* unique per test: journal records are told apart by it */
 };
 
+static void stop(struct proc *p);
+
 static void copy_tree(const char *from, const char *to) {
+
         char *argv[] = {"/bin/cp", "-a", NULL, NULL, NULL};
         char *src = NULL;
         int code;
@@ -327,6 +330,44 @@ static void test_once_event_after_table(void **state) {
         proc_free(p);
 }
 
+static void test_once_waits_for_async_probes(void **state) {
+        struct env *e = *state;
+        int code;
+        struct proc *p;
+
+        use_fixture(e, "healthy");
+        test_write_file(e->dir, "conf/conf.d/90-test.json",
+                        "{\"probes\": {\"memory\": {\"enabled\": false},"
+                        "\"t\": {\"plugin\": \"testprobe\", \"timeout\": \"300ms\"},"
+                        "\"u\": {\"plugin\": \"testprobe\", \"state_file\": \"u\", \"timeout\": \"300ms\"}}}");
+        /* t ends its cycle from a timer; u never ends it: the timeout does, and says so. */
+        test_write_file(e->root, "testprobe/state", "OtherProblem False OtherOK fine\nlater\n");
+
+        test_write_file(e->root, "u", "hang\n");
+        p = spawn(e, true, &code, "--once", NULL);
+        assert_int_equal(code, 0);
+        assert_contains(p->out, "TestProblem   True     TestLater");
+        assert_contains(p->out, "OtherProblem  Unknown  ProbeTimeout");
+        assert_contains(p->out, "probe u did not finish a cycle within its timeout of 300ms");
+        proc_free(p);
+}
+
+static void test_daemon_trigger_runs_a_cycle_now(void **state) {
+        struct env *e = *state;
+        struct proc *p;
+
+        use_fixture(e, "healthy");
+        /* An hour between cycles: only triggers can bring the three observations raise_after needs. */
+        test_write_file(e->dir, "conf/conf.d/90-test.json",
+                        "{\"journal\": {\"enabled\": false}, \"probes\": {\"memory\": {\"enabled\": false},"
+                        "\"t\": {\"plugin\": \"testprobe\", \"interval\": \"1h\", \"raise_after\": 3}}}");
+        test_write_file(e->root, "testprobe/state", "TestProblem True TestBroken x\ntrigger\n");
+        p = spawn(e, false, NULL, NULL);
+        assert_true(proc_wait_output(p, "TestProblem  Unknown -> True  TestBroken", false, DEADLINE_MS));
+        stop(p);
+        proc_free(p);
+}
+
 static void test_once_garbage_proc(void **state) {
         struct env *e = *state;
         int code;
@@ -531,6 +572,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_once_json, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_once_garbage_proc, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_once_event_after_table, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_once_waits_for_async_probes, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_daemon_trigger_runs_a_cycle_now, setup, teardown),
 
                 cmocka_unit_test_setup_teardown(test_once_table, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_daemon_transitions_to_journal, setup, teardown),

@@ -119,6 +119,11 @@ static void harness_transition(void *userdata, const struct nh_condition *c, enu
         h->n_transitions++;
 }
 
+static void harness_trigger(void *userdata, struct nh_probe_ctx *p) {
+        struct harness *h = userdata;
+        h->n_triggers++;
+}
+
 static void harness_event(void *userdata, const char *probe, const char *reason, const char *message) {
         struct harness *h = userdata;
         h->n_events++;
@@ -152,7 +157,11 @@ int harness_new(const char *config_json, const char *proc, const char *sys, cons
                 assert_true(h->host.root_fds[i] >= 0);
         }
         h->host.now = harness_now;
-        h->host.event = harness_event;
+        h->host.event_cb = harness_event;
+        h->host.trigger = harness_trigger;
+        assert_int_equal(sd_event_new(&h->event), 0);
+        h->host.event = h->event;
+
         h->host.userdata = h;
         h->table = nh_table_new(harness_transition, h);
         assert_non_null(h->table);
@@ -190,6 +199,7 @@ void harness_free(struct harness *h) {
         for (size_t i = 0; i < h->n_probes; i++)
                 nh_probe_free(h->probes[i]);
         nh_table_free(h->table);
+        sd_event_unref(h->event);
         for (int i = 0; i < _NH_ROOT_MAX; i++)
                 if (h->host.root_fds[i] >= 0)
                         close(h->host.root_fds[i]);
@@ -200,9 +210,34 @@ void harness_free(struct harness *h) {
         free(h);
 }
 
+static bool none_pending(struct harness *h) {
+        for (size_t i = 0; i < h->n_probes; i++)
+                if (nh_probe_pending(h->probes[i]))
+                        return false;
+        return true;
+}
+
+bool harness_loop(struct harness *h, int timeout_ms, bool (*done)(struct harness *h)) {
+        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + (uint64_t) timeout_ms * USEC_PER_MSEC;
+
+        while (!(done && done(h))) {
+                uint64_t now = now_usec(CLOCK_MONOTONIC);
+                if (now >= deadline)
+                        break;
+                assert_true(sd_event_run(h->event, deadline - now) >= 0);
+        }
+        return done && done(h);
+}
+
+void harness_run_pending(struct harness *h) {
+        /* Bounded by the probes' timeouts, which end a pending cycle. */
+        assert_true(harness_loop(h, 60000, none_pending));
+}
+
 void harness_run(struct harness *h) {
         for (size_t i = 0; i < h->n_probes; i++)
                 (void) nh_probe_run(h->probes[i]);
+        harness_run_pending(h);
 }
 
 void harness_advance(struct harness *h, uint64_t usec) {

@@ -48,6 +48,8 @@ struct harness {
         size_t n_transitions;
         size_t n_events;
         char last_event_reason[64];
+        sd_event *event; /* a real loop for probes that watch fds or set timers */
+        size_t n_triggers; /* nh_trigger() calls: the harness does not run cycles by itself */
 };
 
 /*
@@ -57,7 +59,17 @@ struct harness {
  */
 int harness_new(const char *config_json, const char *proc, const char *sys, const char *root, struct harness **ret);
 void harness_free(struct harness *h);
-void harness_run(struct harness *h); /* one cycle of every probe */
+/*
+ * One cycle of every probe; for a probe whose cycle is pending, runs the loop until it ends
+ * (its timeout, real time, bounds the wait).
+ */
+void harness_run(struct harness *h);
+/* Runs the loop until no probe's cycle is pending (bounded by their timeouts). */
+void harness_run_pending(struct harness *h);
+/* Runs the loop for at most timeout_ms, or until `done(h)` says so; returns done(h). */
+
+bool harness_loop(struct harness *h, int timeout_ms, bool (*done)(struct harness *h));
+
 void harness_advance(struct harness *h, uint64_t usec); /* moves the fake clock */
 const struct nh_condition *harness_condition(struct harness *h, const char *type);
 

@@ -6,11 +6,18 @@
  *     TYPE[/PROBLEM] True|False|Unknown REASON message words...
  *     event REASON message words...
  *     fail                       (the cycle fails with -EIO)
+ *     hang                       (the cycle stays pending: the core times it out)
+ *     later                      (TestProblem True TestLater, from a 20 ms timer)
+ *     pipe                       (OtherProblem True OtherPipe once a watched pipe is readable)
+ *     trigger                    (asks for a cycle now, twice)
  *
  * A missing file reports nothing.  Config: "state_file" (default "testprobe/state"),
  * "init_fail" (init returns -ENODEV), "count" (an integer it ignores; to test int keys).
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <unistd.h>
 #include <nodehealth/plugin.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +33,33 @@ struct testprobe_config {
 
 struct testprobe {
         const struct testprobe_config *config;
+        int pipe[2];
 };
+
+static void later(struct nh_probe_ctx *ctx, void *userdata) {
+        nh_report(ctx, &(struct nh_observation){.type = "TestProblem",
+                                                .status = NH_STATUS_TRUE,
+                                                .reason = "TestLater",
+                                                .message = "reported from a timer"});
+        nh_cycle_done(ctx);
+}
+
+static void readable(struct nh_probe_ctx *ctx, int fd, uint32_t revents, void *userdata) {
+        struct testprobe *t = userdata;
+        char c;
+
+        if (read(fd, &c, 1) != 1)
+                return;
+        nh_report(ctx, &(struct nh_observation){.type = "OtherProblem",
+                                                .status = NH_STATUS_TRUE,
+                                                .reason = "OtherPipe",
+                                                .message = "reported from an fd"});
+        nh_unwatch_fd(ctx, t->pipe[0]);
+        close(t->pipe[0]);
+        close(t->pipe[1]);
+        t->pipe[0] = t->pipe[1] = -1;
+        nh_cycle_done(ctx);
+}
 
 static const struct nh_condition_decl testprobe_conditions[] = {
         {.type = "TestProblem", .healthy_reason = "TestOK", .help = "what the state file says"},
@@ -85,6 +118,7 @@ static int testprobe_init(struct nh_probe_ctx *ctx, const void *config, void **r
         if (!t)
                 return -ENOMEM;
         t->config = c;
+        t->pipe[0] = t->pipe[1] = -1;
         *ret_state = t;
         return 0;
 }
@@ -114,6 +148,29 @@ static int testprobe_probe(struct nh_probe_ctx *ctx, void *state) {
 
                 if (strcmp(line, "fail") == 0)
                         return -EIO;
+                if (strcmp(line, "hang") == 0)
+                        return NH_PROBE_PENDING; /* and never ends: the core's timeout must */
+                if (strcmp(line, "later") == 0) {
+                        /* Ends on a timer: the report and the end of the cycle come from the loop. */
+                        r = nh_set_timer(ctx, 20 * 1000, later, t);
+                        return r < 0 ? r : NH_PROBE_PENDING;
+                }
+                if (strcmp(line, "pipe") == 0) {
+                        r = pipe2(t->pipe, O_CLOEXEC | O_NONBLOCK);
+                        if (r < 0)
+                                return -errno;
+                        r = nh_watch_fd(ctx, t->pipe[0], EPOLLIN, readable, t);
+                        if (r < 0)
+                                return r;
+                        if (write(t->pipe[1], "x", 1) != 1)
+                                return -EIO;
+                        return NH_PROBE_PENDING;
+                }
+                if (strcmp(line, "trigger") == 0) {
+                        nh_trigger(ctx);
+                        nh_trigger(ctx);
+                        continue;
+                }
                 w1 = line;
                 w2 = strchr(w1, ' ');
                 if (!w2)
@@ -150,7 +207,13 @@ static int testprobe_probe(struct nh_probe_ctx *ctx, void *state) {
 }
 
 static void testprobe_done(void *state) {
-        free(state);
+        struct testprobe *t = state;
+
+        if (t && t->pipe[0] >= 0) {
+                close(t->pipe[0]);
+                close(t->pipe[1]);
+        }
+        free(t);
 }
 
 NH_PLUGIN_DEFINE(.name = "testprobe", .description = "reports what a state file says (tests only)",

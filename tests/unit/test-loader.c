@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "loader.h"
+#include "util.h"
 #include "testlib.h"
 
 struct fixture {
@@ -293,6 +294,97 @@ static void test_events_and_bad_reports(void **state) {
         free(root);
 }
 
+/* ---- asynchronous cycles: fds, timers, timeouts, triggers ---- */
+
+static struct harness *start_async(const char *state, char **ret_root) {
+        struct harness *h = NULL;
+        char *root = test_mkdtemp();
+
+        test_write_file(root, "testprobe/state", state);
+        assert_int_equal(harness_new("{\"probes\": {\"t\": {\"plugin\": \"testprobe\", \"timeout\": \"200ms\", "
+                                     "\"raise_after\": 1, \"clear_after\": 1}}}",
+                                     NULL, NULL, root, &h),
+                         0);
+        *ret_root = root;
+        return h;
+}
+
+static void stop_async(struct harness *h, char *root) {
+        harness_free(h);
+        test_rmtree(root);
+        free(root);
+}
+
+static void test_cycle_ends_on_timer(void **state) {
+        char *root;
+        struct harness *h = start_async("later\n", &root);
+
+        assert_int_equal(nh_probe_run(h->probes[0]), NH_PROBE_PENDING);
+        assert_true(nh_probe_pending(h->probes[0]));
+        assert_condition(h, "TestProblem", NH_STATUS_UNKNOWN, "NotYetObserved");
+        /* A second cycle while the first is pending is refused, not stacked. */
+        assert_int_equal(nh_probe_run(h->probes[0]), -EBUSY);
+        harness_run_pending(h);
+        assert_false(nh_probe_pending(h->probes[0]));
+        assert_condition(h, "TestProblem", NH_STATUS_TRUE, "TestLater");
+        stop_async(h, root);
+}
+
+static void test_cycle_ends_on_fd(void **state) {
+        char *root;
+        struct harness *h = start_async("pipe\n", &root);
+
+        harness_run(h);
+        assert_condition(h, "OtherProblem", NH_STATUS_TRUE, "OtherPipe");
+        assert_false(nh_probe_pending(h->probes[0]));
+        stop_async(h, root);
+}
+
+static void test_pending_cycle_times_out(void **state) {
+        char *root;
+        struct harness *h = start_async("TestProblem False TestOK fine\nhang\n", &root);
+        uint64_t start = now_usec(CLOCK_MONOTONIC);
+
+        harness_run(h);
+        /* Ended by the core after the probe's 200ms timeout, not before. */
+        assert_true(now_usec(CLOCK_MONOTONIC) - start >= 150 * USEC_PER_MSEC);
+        assert_condition(h, "TestProblem", NH_STATUS_UNKNOWN, "ProbeTimeout");
+        assert_string_equal(harness_condition(h, "TestProblem")->message,
+                            "probe t did not finish a cycle within its timeout of 200ms");
+        assert_int_equal(nh_probe_stats(h->probes[0])->failures, 1);
+
+        /* The next cycle is allowed again and can recover. */
+        test_write_file(root, "testprobe/state", "TestProblem False TestOK fine\n");
+        harness_run(h);
+        assert_condition(h, "TestProblem", NH_STATUS_FALSE, "TestOK");
+        stop_async(h, root);
+}
+
+static void test_trigger(void **state) {
+        char *root;
+        struct harness *h = start_async("trigger\n", &root);
+
+        harness_run(h);
+        assert_int_equal(h->n_triggers, 2);
+        stop_async(h, root);
+}
+
+static void test_watch_arguments(void **state) {
+        char *root;
+        struct harness *h = start_async("", &root);
+        struct nh_probe_ctx *p = h->probes[0];
+
+        assert_int_equal(nh_watch_fd(NULL, 0, 0, NULL, NULL), -EINVAL);
+        assert_int_equal(nh_watch_fd(p, -1, 0, NULL, NULL), -EINVAL);
+        assert_int_equal(nh_unwatch_fd(p, 12345), -ENOENT);
+        assert_int_equal(nh_set_timer(p, 1000, NULL, NULL), 0); /* cancelling nothing is fine */
+        /* A stray pointer is refused, not followed into a crash. */
+        char not_a_ctx[64] = {0};
+        assert_int_equal(nh_trigger((struct nh_probe_ctx *) not_a_ctx), -EINVAL);
+        assert_int_equal(nh_report((struct nh_probe_ctx *) not_a_ctx, NULL), -EINVAL);
+        stop_async(h, root);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_good_plugin, setup, teardown),
@@ -307,6 +399,12 @@ int main(void) {
                 cmocka_unit_test(test_cycle_failure_and_recovery),
                 cmocka_unit_test(test_kubelet_owned_type),
                 cmocka_unit_test(test_events_and_bad_reports),
+                cmocka_unit_test(test_cycle_ends_on_timer),
+                cmocka_unit_test(test_cycle_ends_on_fd),
+                cmocka_unit_test(test_pending_cycle_times_out),
+                cmocka_unit_test(test_trigger),
+                cmocka_unit_test(test_watch_arguments),
+
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
