@@ -283,6 +283,7 @@ static void observe_problem(struct problem *p, const struct nh_feed_params *para
         } else if (p->stable == NH_STATUS_UNKNOWN) {
                 /* Say what is being confirmed rather than keep a stale "not reported" text. */
                 _cleanup_free_ char *m = NULL;
+                (void) set_text(&p->reason, NH_REASON_AWAITING_CONFIRMATION);
                 if (asprintf(&m, "%s seen in %u of %u consecutive observations needed: %s", obs->reason,
                              p->pending_count, threshold, obs->message) >= 0)
                         (void) set_text(&p->message, m);

@@ -31,6 +31,7 @@ struct nh_condition {
 
 /* Reasons the core itself gives. */
 #define NH_REASON_NOT_YET_OBSERVED "NotYetObserved"
+#define NH_REASON_AWAITING_CONFIRMATION "AwaitingConfirmation"
 #define NH_REASON_PROBE_STALE "ProbeStale"
 #define NH_REASON_PROBE_FAILED "ProbeFailed"
 #define NH_REASON_PROBE_INIT_FAILED "ProbeInitFailed"

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "cfgmap.h"
@@ -329,6 +331,29 @@ _api_ int nh_root_fd(struct nh_probe_ctx *p, enum nh_root root) {
         return p->host->root_fds[root];
 }
 
+/*
+ * Opens path beneath the root fd and never outside it: ".." and symbolic links resolve as
+ * if the root were "/" (openat2's RESOLVE_IN_ROOT), so neither a probe's configured path nor
+ * a link in a mounted host tree escapes --proc-path, --sys-path or --root-path.
+ */
+static int open_in_root(int dirfd, const char *path) {
+        struct open_how how = {
+                .flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
+                .resolve = RESOLVE_IN_ROOT,
+        };
+        int fd = (int) syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+
+        if (fd >= 0)
+                return fd;
+        if (errno != ENOSYS)
+                return -errno;
+        /* Kernels before 5.6: refuse what could climb out, then plain openat. */
+        if (strstr(path, ".."))
+                return -EPERM;
+        fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        return fd >= 0 ? fd : -errno;
+}
+
 _api_ int nh_read_file(struct nh_probe_ctx *p, enum nh_root root, const char *path, char *buf, size_t size,
                        size_t *ret_len) {
         _cleanup_close_ int fd = -1;
@@ -341,9 +366,9 @@ _api_ int nh_read_file(struct nh_probe_ctx *p, enum nh_root root, const char *pa
                 path++;
         if (!*path)
                 return -EINVAL;
-        fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        fd = open_in_root(dirfd, path);
         if (fd < 0)
-                return -errno;
+                return fd;
         for (;;) {
                 ssize_t n = read(fd, buf + len, size - 1 - len);
                 if (n < 0) {
@@ -356,7 +381,11 @@ _api_ int nh_read_file(struct nh_probe_ctx *p, enum nh_root root, const char *pa
                 len += (size_t) n;
                 if (len == size - 1) {
                         char extra;
-                        n = read(fd, &extra, 1);
+                        do
+                                n = read(fd, &extra, 1);
+                        while (n < 0 && errno == EINTR);
+                        if (n < 0)
+                                return -errno;
                         if (n > 0)
                                 return -EFBIG;
                         break;

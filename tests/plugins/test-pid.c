@@ -15,7 +15,7 @@
 #include "util.h"
 
 #define CONFIG_FAST "{\"probes\": {\"pid\": {\"interval\": \"10s\", \"raise_after\": 1, \"clear_after\": 1}}}"
-#define CONFIG_KUBEPODS                                                                        \
+#define CONFIG_KUBEPODS                                                                           \
         "{\"probes\": {\"pid\": {\"interval\": \"10s\", \"raise_after\": 1, \"clear_after\": 1, " \
         "\"cgroup\": \"fs/cgroup/kubepods.slice\"}}}"
 
@@ -98,6 +98,14 @@ static struct harness *start_dir(const char *config, const char *dir) {
         return h;
 }
 
+/* The probe's one condition, which must be in the table. */
+static const struct nh_condition *exhaustion(struct harness *h) {
+        const struct nh_condition *c = harness_condition(h, "PIDExhaustion");
+
+        assert_non_null(c);
+        return c;
+}
+
 /* Whatever the message is, the failure output shows it. */
 #define assert_message(h, type, needle) _assert_message(h, type, needle, __FILE__, __LINE__)
 static void _assert_message(struct harness *h, const char *type, const char *needle, const char *file, int line) {
@@ -149,7 +157,7 @@ static void test_healthy(void **state) {
         harness_run(h);
         assert_condition(h, "PIDExhaustion", NH_STATUS_FALSE, "PIDsAvailable");
         /* pid_max 32768 is tighter than threads-max 192729; the root cgroup has no pids.max. */
-        assert_string_equal(harness_condition(h, "PIDExhaustion")->message,
+        assert_string_equal(exhaustion(h)->message,
                             "86 tasks in use, 0.3% of the tightest limit pid_max 32768 (threshold 90%)");
         /* The kubelet's type is not ours, not even declared. */
         assert_null(harness_condition(h, "PIDPressure"));
@@ -166,7 +174,7 @@ static void test_near_pid_max(void **state) {
 
         harness_run(h);
         assert_condition(h, "PIDExhaustion", NH_STATUS_TRUE, "PIDExhaustion");
-        assert_string_equal(harness_condition(h, "PIDExhaustion")->message,
+        assert_string_equal(exhaustion(h)->message,
                             "30150 tasks in use, 92.0% of the tightest limit pid_max 32768 (threshold 90%)");
         assert_null(harness_condition(h, "PIDPressure"));
         harness_free(h);
@@ -177,29 +185,43 @@ static void test_threads_max_binds(void **state) {
 
         harness_run(h);
         assert_condition(h, "PIDExhaustion", NH_STATUS_TRUE, "PIDExhaustion");
-        assert_string_equal(harness_condition(h, "PIDExhaustion")->message,
+        assert_string_equal(exhaustion(h)->message,
                             "31200 tasks in use, 95.2% of the tightest limit threads-max 32768 (threshold 90%)");
         harness_free(h);
 }
 
 static void test_cgroup_binds(void **state) {
         struct harness *h = start_fixture(CONFIG_KUBEPODS, "cgroup-binds");
+        char *dir = test_mkdtemp();
 
         /* The pods' cgroup is at 96% of its pids.max while the node is at 76.6% of threads-max:
          * the count that matters is the cgroup's pids.current, not the node's task count. */
         harness_run(h);
         assert_condition(h, "PIDExhaustion", NH_STATUS_TRUE, "PIDExhaustion");
-        assert_string_equal(harness_condition(h, "PIDExhaustion")->message,
+        assert_string_equal(exhaustion(h)->message,
                             "96000 tasks in use in cgroup /sys/fs/cgroup/kubepods.slice, 96.0% of the tightest "
                             "limit pids.max 100000 (threshold 90%)");
         assert_null(harness_condition(h, "PIDPressure"));
         harness_free(h);
 
+        /* The tightest limit is the one with the largest share in use, not the smallest number:
+         * 52000 of 100000 in the pods' cgroup is roomier than the node's 97350 of 127086. */
+        copy_fixture(dir, "cgroup-binds");
+        test_write_file(dir, "sys/fs/cgroup/kubepods.slice/pids.current", "52000\n");
+        h = start_dir(CONFIG_KUBEPODS, dir);
+        harness_run(h);
+        assert_condition(h, "PIDExhaustion", NH_STATUS_FALSE, "PIDsAvailable");
+        assert_string_equal(exhaustion(h)->message,
+                            "97350 tasks in use, 76.6% of the tightest limit threads-max 127086 (threshold 90%)");
+        harness_free(h);
+        test_rmtree(dir);
+        free(dir);
+
         /* By default the root cgroup is watched, which has no pids.max: only the node's limits. */
         h = start_fixture(CONFIG_FAST, "cgroup-binds");
         harness_run(h);
         assert_condition(h, "PIDExhaustion", NH_STATUS_FALSE, "PIDsAvailable");
-        assert_string_equal(harness_condition(h, "PIDExhaustion")->message,
+        assert_string_equal(exhaustion(h)->message,
                             "97350 tasks in use, 76.6% of the tightest limit threads-max 127086 (threshold 90%)");
         harness_free(h);
 }
@@ -210,7 +232,7 @@ static void test_cgroup_max(void **state) {
         /* pids.max "max" is no limit at all: the node's limits decide. */
         harness_run(h);
         assert_condition(h, "PIDExhaustion", NH_STATUS_FALSE, "PIDsAvailable");
-        assert_string_equal(harness_condition(h, "PIDExhaustion")->message,
+        assert_string_equal(exhaustion(h)->message,
                             "97350 tasks in use, 76.6% of the tightest limit threads-max 127086 (threshold 90%)");
         harness_free(h);
 }
@@ -221,8 +243,7 @@ static void test_garbage(void **state) {
         harness_run(h);
         /* pid_max alone would say healthy, but threads-max might be tighter: nobody can tell. */
         assert_condition(h, "PIDExhaustion", NH_STATUS_UNKNOWN, "PIDLimitsUnreadable");
-        assert_string_equal(harness_condition(h, "PIDExhaustion")->message,
-                            "/proc/sys/kernel/threads-max: \"192,729\" is not a number");
+        assert_string_equal(exhaustion(h)->message, "/proc/sys/kernel/threads-max: \"192,729\" is not a number");
         harness_free(h);
 }
 
@@ -231,7 +252,7 @@ static void test_truncated(void **state) {
 
         harness_run(h);
         assert_condition(h, "PIDExhaustion", NH_STATUS_UNKNOWN, "TaskCountUnreadable");
-        assert_string_equal(harness_condition(h, "PIDExhaustion")->message,
+        assert_string_equal(exhaustion(h)->message,
                             "/proc/loadavg ends before its running/total task count (truncated)");
         harness_free(h);
 }
@@ -242,8 +263,7 @@ static void test_missing(void **state) {
 
         harness_run(h);
         assert_condition(h, "PIDExhaustion", NH_STATUS_UNKNOWN, "TaskCountUnreadable");
-        assert_string_equal(harness_condition(h, "PIDExhaustion")->message,
-                            "cannot read /proc/loadavg: No such file or directory");
+        assert_string_equal(exhaustion(h)->message, "cannot read /proc/loadavg: No such file or directory");
         assert_null(harness_condition(h, "PIDPressure"));
         harness_free(h);
         test_rmtree(dir);
@@ -272,6 +292,8 @@ static void test_broken_files(void **state) {
                  "/proc/loadavg says 0 tasks exist"},
                 {"proc/loadavg", "1.12 1.28 1.09 1/99999999999999999999999 25390\n", NH_STATUS_UNKNOWN,
                  "TaskCountUnreadable", "(out of range)"},
+                {"proc/loadavg", "1.12 1.2", NH_STATUS_UNKNOWN, "TaskCountUnreadable",
+                 "/proc/loadavg ends before its running/total task count (truncated)"},
                 {"proc/loadavg", "", NH_STATUS_UNKNOWN, "TaskCountUnreadable",
                  "/proc/loadavg ends before its running/total task count (truncated)"},
                 {"proc/sys/kernel/pid_max", "", NH_STATUS_UNKNOWN, "PIDLimitsUnreadable",
@@ -280,14 +302,16 @@ static void test_broken_files(void **state) {
                  "/proc/sys/kernel/pid_max: \"3276\" ends without a newline (truncated)"},
                 {"proc/sys/kernel/pid_max", "32768 4096\n", NH_STATUS_UNKNOWN, "PIDLimitsUnreadable",
                  "/proc/sys/kernel/pid_max: \"32768 4096\" is not a number"},
+                {"proc/sys/kernel/pid_max", "32768\n4096\n", NH_STATUS_UNKNOWN, "PIDLimitsUnreadable",
+                 "/proc/sys/kernel/pid_max has more than one line"},
                 {"proc/sys/kernel/pid_max", "0\n", NH_STATUS_UNKNOWN, "PIDLimitsUnreadable",
                  "/proc/sys/kernel/pid_max is 0, which no kernel allows"},
                 {"proc/sys/kernel/pid_max", "max\n", NH_STATUS_UNKNOWN, "PIDLimitsUnreadable",
                  "/proc/sys/kernel/pid_max: \"max\" is not a number"},
                 {"proc/sys/kernel/threads-max", "-1\n", NH_STATUS_UNKNOWN, "PIDLimitsUnreadable",
                  "/proc/sys/kernel/threads-max: \"-1\" is not a number"},
-                {"proc/sys/kernel/threads-max", "99999999999999999999999\n", NH_STATUS_UNKNOWN,
-                 "PIDLimitsUnreadable", "/proc/sys/kernel/threads-max: \"99999999999999999999999\" is out of range"},
+                {"proc/sys/kernel/threads-max", "99999999999999999999999\n", NH_STATUS_UNKNOWN, "PIDLimitsUnreadable",
+                 "/proc/sys/kernel/threads-max: \"99999999999999999999999\" is out of range"},
                 {"sys/fs/cgroup/kubepods.slice/pids.max", "lots\n", NH_STATUS_UNKNOWN, "PIDLimitsUnreadable",
                  "/sys/fs/cgroup/kubepods.slice/pids.max: \"lots\" is not a number"},
                 {"sys/fs/cgroup/kubepods.slice/pids.max", "ma", NH_STATUS_UNKNOWN, "PIDLimitsUnreadable",
@@ -302,8 +326,11 @@ static void test_broken_files(void **state) {
                  "pids.max 100000 (threshold 90%)"},
                 /* pids.max 0 lets nobody fork. */
                 {"sys/fs/cgroup/kubepods.slice/pids.max", "0\n", NH_STATUS_TRUE, "PIDExhaustion",
-                 "96000 tasks in use in cgroup /sys/fs/cgroup/kubepods.slice, 100.0% of the tightest limit pids.max "
+                 "52000 tasks in use in cgroup /sys/fs/cgroup/kubepods.slice, 100.0% of the tightest limit pids.max "
                  "0 (threshold 90%)"},
+                /* "max" needs no count: pids.current is not even read. */
+                {"sys/fs/cgroup/kubepods.slice/pids.max", "max\n", NH_STATUS_FALSE, "PIDsAvailable",
+                 "97350 tasks in use, 76.6% of the tightest limit threads-max 127086 (threshold 90%)"},
                 /* Without the pids controller the cgroup has neither file: no cgroup limit. */
                 {"sys/fs/cgroup/kubepods.slice/pids.max", NULL, NH_STATUS_FALSE, "PIDsAvailable",
                  "97350 tasks in use, 76.6% of the tightest limit threads-max 127086 (threshold 90%)"},
@@ -314,7 +341,9 @@ static void test_broken_files(void **state) {
                 char *dir = test_mkdtemp();
                 const struct nh_condition *c;
 
+                /* The pods' cgroup at 52%: no limit is exhausted unless the case makes it so. */
                 copy_fixture(dir, "cgroup-binds");
+                test_write_file(dir, "sys/fs/cgroup/kubepods.slice/pids.current", "52000\n");
                 if (cases[i].content)
                         test_write_file(dir, cases[i].file, cases[i].content);
                 else
@@ -367,7 +396,7 @@ static void test_exhausted_despite_unreadable_limit(void **state) {
         h = start_dir(CONFIG_FAST, dir);
         harness_run(h);
         assert_condition(h, "PIDExhaustion", NH_STATUS_TRUE, "PIDExhaustion");
-        assert_string_equal(harness_condition(h, "PIDExhaustion")->message,
+        assert_string_equal(exhaustion(h)->message,
                             "30150 tasks in use, 92.0% of the tightest limit pid_max 32768 (threshold 90%); "
                             "/proc/sys/kernel/threads-max: \"lots\" is not a number");
         harness_free(h);
@@ -385,7 +414,7 @@ static void test_exhausted_despite_unreadable_limit(void **state) {
         test_write_file(dir, "sys/fs/cgroup/kubepods.slice/pids.current", "1200\n");
         harness_run(h);
         assert_condition(h, "PIDExhaustion", NH_STATUS_UNKNOWN, "TaskCountUnreadable");
-        assert_string_equal(harness_condition(h, "PIDExhaustion")->message,
+        assert_string_equal(exhaustion(h)->message,
                             "/proc/loadavg ends before its running/total task count (truncated)");
         harness_free(h);
         test_rmtree(dir);
@@ -402,14 +431,14 @@ static void test_missing_limits(void **state) {
         h = start_dir(CONFIG_FAST, dir);
         harness_run(h);
         assert_condition(h, "PIDExhaustion", NH_STATUS_FALSE, "PIDsAvailable");
-        assert_string_equal(harness_condition(h, "PIDExhaustion")->message,
+        assert_string_equal(exhaustion(h)->message,
                             "30150 tasks in use, 15.6% of the tightest limit threads-max 192729 (threshold 90%)");
 
         /* Neither: a count without a limit is no verdict. */
         remove_file(dir, "proc/sys/kernel/threads-max");
         harness_run(h);
         assert_condition(h, "PIDExhaustion", NH_STATUS_UNKNOWN, "PIDLimitsUnreadable");
-        assert_string_equal(harness_condition(h, "PIDExhaustion")->message,
+        assert_string_equal(exhaustion(h)->message,
                             "neither /proc/sys/kernel/pid_max nor /proc/sys/kernel/threads-max exists");
         harness_free(h);
         test_rmtree(dir);
@@ -424,7 +453,7 @@ static void test_missing_cgroup_dir(void **state) {
                           "cgroup-binds");
         harness_run(h);
         assert_condition(h, "PIDExhaustion", NH_STATUS_UNKNOWN, "PIDLimitsUnreadable");
-        assert_string_equal(harness_condition(h, "PIDExhaustion")->message,
+        assert_string_equal(exhaustion(h)->message,
                             "cgroup directory /sys/fs/cgroup/kubepods does not exist (key \"cgroup\")");
         harness_free(h);
 
@@ -466,14 +495,18 @@ static void test_threshold(void **state) {
                 /* Exactly at the share: "reach" means True. */
                 {"0.00 0.00 0.00 1/29492 1\n", NULL, NH_STATUS_TRUE,
                  "29492 tasks in use, 90.0% of the tightest limit pid_max 32768 (threshold 90%)"},
+                {"0.00 0.00 0.00 1/16384 1\n", "50", NH_STATUS_TRUE,
+                 "16384 tasks in use, 50.0% of the tightest limit pid_max 32768 (threshold 50%)"},
                 {"0.00 0.00 0.00 1/29491 1\n", NULL, NH_STATUS_FALSE, "29491 tasks in use, 89.999% of the tightest"},
                 /* One decimal would say 90.0%, which reads as reached: more decimals. */
                 {"0.00 0.00 0.00 1/29479 1\n", NULL, NH_STATUS_FALSE,
                  "29479 tasks in use, 89.96% of the tightest limit pid_max 32768 (threshold 90%)"},
-                {"0.00 0.00 0.00 1/31200 1\n", "95", NH_STATUS_TRUE, "95.2% of the tightest limit pid_max 32768 "
-                                                                     "(threshold 95%)"},
-                {"0.00 0.00 0.00 1/31200 1\n", "95.3", NH_STATUS_FALSE, "95.2% of the tightest limit pid_max 32768 "
-                                                                        "(threshold 95.3%)"},
+                {"0.00 0.00 0.00 1/31200 1\n", "95", NH_STATUS_TRUE,
+                 "95.2% of the tightest limit pid_max 32768 "
+                 "(threshold 95%)"},
+                {"0.00 0.00 0.00 1/31200 1\n", "95.3", NH_STATUS_FALSE,
+                 "95.2% of the tightest limit pid_max 32768 "
+                 "(threshold 95.3%)"},
                 {"0.00 0.00 0.00 1/32768 1\n", "100", NH_STATUS_TRUE, "100.0% of the tightest"},
                 {"0.00 0.00 0.00 1/328 1\n", "1", NH_STATUS_TRUE, "328 tasks in use, 1.0% of the tightest"},
                 {"0.00 0.00 0.00 1/327 1\n", "1", NH_STATUS_FALSE, "327 tasks in use, 0.998% of the tightest"},
@@ -486,8 +519,7 @@ static void test_threshold(void **state) {
 
                 copy_fixture(dir, "healthy");
                 test_write_file(dir, "proc/loadavg", cases[i].loadavg);
-                assert_true(asprintf(&config,
-                                     "{\"probes\": {\"pid\": {\"raise_after\": 1, \"clear_after\": 1%s%s}}}",
+                assert_true(asprintf(&config, "{\"probes\": {\"pid\": {\"raise_after\": 1, \"clear_after\": 1%s%s}}}",
                                      cases[i].threshold ? ", \"threshold_percent\": " : "",
                                      cases[i].threshold ? cases[i].threshold : "") >= 0);
                 h = start_dir(config, dir);
@@ -521,7 +553,7 @@ static void test_hysteresis(void **state) {
         /* Exhausted from the very first observation: one is not enough to say True. */
         h = start_fixture(config, "near-pid-max");
         harness_run(h);
-        assert_true(harness_condition(h, "PIDExhaustion")->status != NH_STATUS_TRUE);
+        assert_true(exhaustion(h)->status != NH_STATUS_TRUE);
         harness_advance(h, 10 * USEC_PER_SEC);
         harness_run(h);
         assert_condition(h, "PIDExhaustion", NH_STATUS_TRUE, "PIDExhaustion");
@@ -562,11 +594,12 @@ static void test_hysteresis(void **state) {
 
 /* Two instances of the plugin, each with its own cgroup: they feed one condition. */
 static void test_two_instances(void **state) {
-        struct harness *h = start_fixture("{\"probes\": {"
-                                          "\"pid\": {\"raise_after\": 1, \"clear_after\": 1}, "
-                                          "\"pods-pids\": {\"plugin\": \"pid\", \"raise_after\": 1, \"clear_after\": 1, "
-                                          "\"cgroup\": \"fs/cgroup/kubepods.slice\", \"threshold_percent\": 97}}}",
-                                          "cgroup-binds");
+        struct harness *h =
+                start_fixture("{\"probes\": {"
+                              "\"pid\": {\"raise_after\": 1, \"clear_after\": 1}, "
+                              "\"pods-pids\": {\"plugin\": \"pid\", \"raise_after\": 1, \"clear_after\": 1, "
+                              "\"cgroup\": \"fs/cgroup/kubepods.slice\", \"threshold_percent\": 97}}}",
+                              "cgroup-binds");
 
         assert_int_equal(h->n_probes, 2);
         harness_run(h);
@@ -588,8 +621,8 @@ static void test_two_instances(void **state) {
 
 /* Even a configuration that takes PIDPressure over gets no PIDPressure from this probe. */
 static void test_never_pid_pressure(void **state) {
-        struct harness *h = start_fixture("{\"probes\": {\"pid\": {\"raise_after\": 1, \"take_over\": [\"PIDPressure\"]}}}",
-                                          "near-pid-max");
+        struct harness *h = start_fixture(
+                "{\"probes\": {\"pid\": {\"raise_after\": 1, \"take_over\": [\"PIDPressure\"]}}}", "near-pid-max");
 
         harness_run(h);
         assert_null(harness_condition(h, "PIDPressure"));
@@ -616,20 +649,20 @@ static void test_config_out_of_range(void **state) {
         expect_config_error("{\"probes\": {\"pid\": {\"threshold_percent\": 0}}}",
                             "nodehealthd.json:1:42: \"threshold_percent\" in probe \"pid\" must be between 1 and 100",
                             NULL);
-        expect_config_error("{\"probes\": {\"pid\": {\"threshold_percent\": 100.5}}}", "nodehealthd.json:1:",
-                            "between 1 and 100", NULL);
+        expect_config_error("{\"probes\": {\"pid\": {\"threshold_percent\": 100.5}}}",
+                            "nodehealthd.json:1:", "between 1 and 100", NULL);
         expect_config_error("{\n  \"probes\": {\"pid\": {\n    \"threshold_percent\": -90}}}",
                             "nodehealthd.json:3:26: \"threshold_percent\"", "between 1 and 100", NULL);
-        expect_config_error("{\"probes\": {\"pid\": {\"threshold_percent\": \"90\"}}}", "nodehealthd.json:1:",
-                            "must be a number, not a string", NULL);
-        expect_config_error("{\"probes\": {\"pid\": {\"cgroup\": 5}}}", "nodehealthd.json:1:",
-                            "\"cgroup\" in probe \"pid\" must be a string", NULL);
+        expect_config_error("{\"probes\": {\"pid\": {\"threshold_percent\": \"90\"}}}",
+                            "nodehealthd.json:1:", "must be a number, not a string", NULL);
+        expect_config_error("{\"probes\": {\"pid\": {\"cgroup\": 5}}}",
+                            "nodehealthd.json:1:", "\"cgroup\" in probe \"pid\" must be a string", NULL);
 }
 
 /* A cgroup path that leaves the sys root, or repeats it, stops the probe at init: Unknown. */
 static void test_config_bad_cgroup(void **state) {
-        static const char *const bad[] = {"../../etc", "fs/cgroup/../../../etc", "/sys/fs/cgroup/kubepods.slice",
-                                          "", "/"};
+        static const char *const bad[] = {"../../etc", "fs/cgroup/../../../etc", "/sys/fs/cgroup/kubepods.slice", "",
+                                          "/"};
 
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
                 char *config = NULL;
@@ -639,12 +672,11 @@ static void test_config_bad_cgroup(void **state) {
                                      bad[i]) >= 0);
                 h = start_fixture(config, "cgroup-binds");
                 harness_run(h);
-                if (harness_condition(h, "PIDExhaustion")->status != NH_STATUS_UNKNOWN ||
-                    strcmp(harness_condition(h, "PIDExhaustion")->reason, "ProbeInitFailed") != 0) {
+                if (exhaustion(h)->status != NH_STATUS_UNKNOWN ||
+                    strcmp(exhaustion(h)->reason, "ProbeInitFailed") != 0) {
                         print_error("cgroup \"%s\": PIDExhaustion is %s %s \"%s\"\n", bad[i],
-                                    nh_status_to_string(harness_condition(h, "PIDExhaustion")->status),
-                                    harness_condition(h, "PIDExhaustion")->reason,
-                                    harness_condition(h, "PIDExhaustion")->message);
+                                    nh_status_to_string(exhaustion(h)->status), exhaustion(h)->reason,
+                                    exhaustion(h)->message);
                         fail();
                 }
                 harness_free(h);

@@ -169,6 +169,7 @@ static void test_unknown_pending_confirmation(void **state) {
         obs(r, "p", "Thing", NULL, NH_STATUS_TRUE, "ThingBroken");
         c = get(r, "Thing");
         assert_int_equal(c->status, NH_STATUS_UNKNOWN); /* never a premature False, nor an unconfirmed True */
+        assert_string_equal(c->reason, NH_REASON_AWAITING_CONFIRMATION);
         assert_non_null(strstr(c->message, "ThingBroken seen in 1 of 2"));
         obs(r, "p", "Thing", NULL, NH_STATUS_TRUE, "ThingBroken");
         assert_int_equal(get(r, "Thing")->status, NH_STATUS_TRUE);

@@ -249,6 +249,44 @@ static void test_cycle_failure_and_recovery(void **state) {
         free(root);
 }
 
+static void test_read_file_stays_in_root(void **state) {
+        struct harness *h = NULL;
+        char *root = test_mkdtemp();
+        char *outside = test_mkdtemp();
+        char *link = NULL, buf[64];
+        size_t len;
+
+        test_write_file(outside, "secret", "outside\n");
+        test_write_file(root, "inside", "inside\n");
+        assert_int_equal(harness_new("{\"probes\": {\"t\": {\"plugin\": \"testprobe\"}}}", NULL, NULL, root, &h), 0);
+        struct nh_probe_ctx *p = h->probes[0];
+
+        assert_int_equal(nh_read_file(p, NH_ROOT_HOST, "/inside", buf, sizeof(buf), &len), 0);
+        assert_string_equal(buf, "inside\n");
+        assert_int_equal(len, 7);
+        /* ".." and an absolute link both resolve inside the root, as in a chroot. */
+        char *rel = NULL;
+        assert_true(asprintf(&rel, "../../../../../../..%s/secret", outside) >= 0);
+        assert_int_equal(nh_read_file(p, NH_ROOT_HOST, rel, buf, sizeof(buf), NULL), -ENOENT);
+        free(rel);
+        link = test_path(root, "escape");
+        assert_true(asprintf(&rel, "%s/secret", outside) >= 0);
+        assert_int_equal(symlink(rel, link), 0);
+
+        assert_int_equal(nh_read_file(p, NH_ROOT_HOST, "escape", buf, sizeof(buf), NULL), -ENOENT);
+        /* Exactly full is fine; one byte more is -EFBIG. */
+        test_write_file(root, "seven", "1234567");
+        assert_int_equal(nh_read_file(p, NH_ROOT_HOST, "seven", buf, 8, &len), 0);
+        assert_int_equal(nh_read_file(p, NH_ROOT_HOST, "seven", buf, 7, &len), -EFBIG);
+        harness_free(h);
+        test_rmtree(root);
+        test_rmtree(outside);
+        free(root);
+        free(outside);
+        free(link);
+        free(rel);
+}
+
 static void test_kubelet_owned_type(void **state) {
         struct harness *h = NULL;
         char *root = test_mkdtemp();
@@ -398,6 +436,8 @@ int main(void) {
                 cmocka_unit_test(test_init_failure),
                 cmocka_unit_test(test_cycle_failure_and_recovery),
                 cmocka_unit_test(test_kubelet_owned_type),
+                cmocka_unit_test(test_read_file_stays_in_root),
+
                 cmocka_unit_test(test_events_and_bad_reports),
                 cmocka_unit_test(test_cycle_ends_on_timer),
                 cmocka_unit_test(test_cycle_ends_on_fd),
