@@ -311,7 +311,8 @@ static void test_once_event_after_table(void **state) {
         /* An event of the first cycle comes after the start object, which is always line one. */
         use_fixture(e, "healthy");
         test_write_file(e->dir, "conf/conf.d/90-test.json",
-                        "{\"probes\": {\"memory\": {\"enabled\": false}, \"t\": {\"plugin\": \"testprobe\"}}}");
+                        "{\"probes\": {\"memory\": {\"enabled\": false}, \"pid\": {\"enabled\": false}, \"t\": "
+                        "{\"plugin\": \"testprobe\"}}}");
         test_write_file(e->root, "testprobe/state",
                         "event OOMKilling Killed process 4242 (stress)\n"
                         "TestProblem False TestOK fine\n");
@@ -337,7 +338,7 @@ static void test_once_waits_for_async_probes(void **state) {
 
         use_fixture(e, "healthy");
         test_write_file(e->dir, "conf/conf.d/90-test.json",
-                        "{\"probes\": {\"memory\": {\"enabled\": false},"
+                        "{\"probes\": {\"memory\": {\"enabled\": false}, \"pid\": {\"enabled\": false},"
                         "\"t\": {\"plugin\": \"testprobe\", \"timeout\": \"300ms\"},"
                         "\"u\": {\"plugin\": \"testprobe\", \"state_file\": \"u\", \"timeout\": \"300ms\"}}}");
         /* t ends its cycle from a timer; u never ends it: the timeout does, and says so. */
@@ -359,7 +360,8 @@ static void test_daemon_trigger_runs_a_cycle_now(void **state) {
         use_fixture(e, "healthy");
         /* An hour between cycles: only triggers can bring the three observations raise_after needs. */
         test_write_file(e->dir, "conf/conf.d/90-test.json",
-                        "{\"journal\": {\"enabled\": false}, \"probes\": {\"memory\": {\"enabled\": false},"
+                        "{\"journal\": {\"enabled\": false}, \"probes\": {\"memory\": {\"enabled\": false}, \"pid\": "
+                        "{\"enabled\": false},"
                         "\"t\": {\"plugin\": \"testprobe\", \"interval\": \"1h\", \"raise_after\": 3}}}");
         test_write_file(e->root, "testprobe/state", "TestProblem True TestBroken x\ntrigger\n");
         p = spawn(e, false, NULL, NULL);
@@ -548,7 +550,8 @@ static void test_daemon_sigint_and_stale(void **state) {
         use_fixture(e, "healthy");
         /* A probe that stops reporting a type: Unknown after 3 intervals + timeout. */
         test_write_file(e->dir, "conf/conf.d/90-test.json",
-                        "{\"journal\": {\"enabled\": false}, \"probes\": {\"memory\": {\"enabled\": false},"
+                        "{\"journal\": {\"enabled\": false}, \"probes\": {\"memory\": {\"enabled\": false}, \"pid\": "
+                        "{\"enabled\": false},"
                         "\"t\": {\"plugin\": \"testprobe\", \"interval\": \"100ms\", \"timeout\": \"100ms\"}}}");
         test_write_file(e->root, "testprobe/state", "TestProblem False TestOK fine\nOtherProblem False OtherOK ok\n");
         p = spawn(e, false, NULL, NULL);
