@@ -44,6 +44,8 @@ struct nh_probe_ctx {
         nh_timer_callback timer_callback;
         void *timer_userdata;
         bool pending; /* probe() returned NH_PROBE_PENDING, no nh_cycle_done() yet */
+        bool triggered; /* nh_trigger() while pending: run again when the cycle ends */
+        bool stopping; /* done() runs: no new watches or timers */
         sd_event_source *timeout; /* ends a pending cycle that overruns the probe's timeout */
 };
 
@@ -59,12 +61,16 @@ static bool ctx_ok(const struct nh_probe_ctx *p) {
 struct nh_probe_ctx *nh_probe_free(struct nh_probe_ctx *p) {
         if (!p)
                 return NULL;
-        /* Sources first: done() closes the fds they watch. */
+        /* Sources first: done() closes the fds they watch (and may unwatch them: a no-op now). */
+        p->stopping = true;
         for (size_t i = 0; i < p->n_watches; i++)
                 sd_event_source_disable_unref(p->watches[i].source);
         free(p->watches);
-        sd_event_source_disable_unref(p->timer);
-        sd_event_source_disable_unref(p->timeout);
+        p->watches = NULL;
+        p->n_watches = 0;
+        p->timer = sd_event_source_disable_unref(p->timer);
+        p->timer_callback = NULL;
+        p->timeout = sd_event_source_disable_unref(p->timeout);
         if (p->running && p->plugin->done)
                 p->plugin->done(p->state);
 
@@ -175,6 +181,12 @@ static void end_pending(struct nh_probe_ctx *p) {
         p->timeout = sd_event_source_disable_unref(p->timeout);
         if (p->host->cycle_done)
                 p->host->cycle_done(p->host->userdata, p);
+        if (p->triggered) {
+                /* Something changed during the cycle: the next one runs now. */
+                p->triggered = false;
+                if (p->host->trigger)
+                        p->host->trigger(p->host->userdata, p);
+        }
 }
 
 static int on_cycle_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -425,6 +437,8 @@ _api_ int nh_watch_fd(struct nh_probe_ctx *p, int fd, uint32_t events, nh_io_cal
                 return -EINVAL;
         if (!p->host->event)
                 return -EOPNOTSUPP;
+        if (p->stopping)
+                return -ESHUTDOWN;
         w = find_watch(p, fd);
         if (w) {
                 r = sd_event_source_set_io_events(w->source, events);
@@ -477,6 +491,8 @@ _api_ int nh_set_timer(struct nh_probe_ctx *p, uint64_t usec, nh_timer_callback 
                 return -EINVAL;
         if (!p->host->event)
                 return -EOPNOTSUPP;
+        if (p->stopping)
+                return callback ? -ESHUTDOWN : 0;
         p->timer_callback = callback;
         p->timer_userdata = userdata;
         if (!callback)
@@ -492,6 +508,12 @@ _api_ int nh_set_timer(struct nh_probe_ctx *p, uint64_t usec, nh_timer_callback 
 _api_ int nh_trigger(struct nh_probe_ctx *p) {
         if (!ctx_ok(p))
                 return -EINVAL;
+        if (p->stopping)
+                return 0;
+        if (p->pending) {
+                p->triggered = true; /* a cycle now would be refused (-EBUSY): remember it */
+                return 0;
+        }
         if (p->host->trigger)
                 p->host->trigger(p->host->userdata, p);
         return 0;

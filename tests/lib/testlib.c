@@ -122,6 +122,9 @@ static void harness_transition(void *userdata, const struct nh_condition *c, enu
 static void harness_trigger(void *userdata, struct nh_probe_ctx *p) {
         struct harness *h = userdata;
         h->n_triggers++;
+        /* The daemon would run the cycle now, and a pending probe would refuse it. */
+        if (nh_probe_pending(p))
+                h->n_triggers_while_pending++;
 }
 
 static void harness_event(void *userdata, const char *probe, const char *reason, const char *message) {

@@ -50,6 +50,7 @@ struct harness {
         char last_event_reason[64];
         sd_event *event; /* a real loop for probes that watch fds or set timers */
         size_t n_triggers; /* nh_trigger() calls: the harness does not run cycles by itself */
+        size_t n_triggers_while_pending; /* host triggers that a pending cycle would have lost */
 };
 
 /*

@@ -8,6 +8,7 @@
  *     fail                       (the cycle fails with -EIO)
  *     hang                       (the cycle stays pending: the core times it out)
  *     later                      (TestProblem True TestLater, from a 20 ms timer)
+ *     latertrigger               (the same, and nh_trigger() from the timer, mid-cycle)
  *     pipe                       (OtherProblem True OtherPipe once a watched pipe is readable)
  *     trigger                    (asks for a cycle now, twice)
  *
@@ -34,9 +35,15 @@ struct testprobe_config {
 struct testprobe {
         const struct testprobe_config *config;
         int pipe[2];
+        bool trigger_later; /* "latertrigger": nh_trigger() from the timer, while the cycle is pending */
 };
 
 static void later(struct nh_probe_ctx *ctx, void *userdata) {
+        struct testprobe *t = userdata;
+
+        if (t->trigger_later)
+                nh_trigger(ctx);
+
         nh_report(ctx, &(struct nh_observation){.type = "TestProblem",
                                                 .status = NH_STATUS_TRUE,
                                                 .reason = "TestLater",
@@ -150,7 +157,8 @@ static int testprobe_probe(struct nh_probe_ctx *ctx, void *state) {
                         return -EIO;
                 if (strcmp(line, "hang") == 0)
                         return NH_PROBE_PENDING; /* and never ends: the core's timeout must */
-                if (strcmp(line, "later") == 0) {
+                if (strcmp(line, "later") == 0 || strcmp(line, "latertrigger") == 0) {
+                        t->trigger_later = strcmp(line, "latertrigger") == 0;
                         /* Ends on a timer: the report and the end of the cycle come from the loop. */
                         r = nh_set_timer(ctx, 20 * 1000, later, t);
                         return r < 0 ? r : NH_PROBE_PENDING;

@@ -407,6 +407,21 @@ static void test_trigger(void **state) {
         stop_async(h, root);
 }
 
+static void test_trigger_during_pending_cycle(void **state) {
+        char *root;
+        struct harness *h = start_async("latertrigger\n", &root);
+
+        assert_int_equal(nh_probe_run(h->probes[0]), NH_PROBE_PENDING);
+        assert_int_equal(h->n_triggers, 0);
+        harness_run_pending(h);
+        /* Not lost, not run into -EBUSY: delivered once the pending cycle has ended. */
+        assert_int_equal(h->n_triggers, 1);
+        assert_int_equal(h->n_triggers_while_pending, 0);
+        assert_condition(h, "TestProblem", NH_STATUS_TRUE, "TestLater");
+
+        stop_async(h, root);
+}
+
 static void test_watch_arguments(void **state) {
         char *root;
         struct harness *h = start_async("", &root);
@@ -443,6 +458,8 @@ int main(void) {
                 cmocka_unit_test(test_cycle_ends_on_fd),
                 cmocka_unit_test(test_pending_cycle_times_out),
                 cmocka_unit_test(test_trigger),
+                cmocka_unit_test(test_trigger_during_pending_cycle),
+
                 cmocka_unit_test(test_watch_arguments),
 
         };
