@@ -311,7 +311,8 @@ static void test_once_event_after_table(void **state) {
         /* An event of the first cycle comes after the start object, which is always line one. */
         use_fixture(e, "healthy");
         test_write_file(e->dir, "conf/conf.d/90-test.json",
-                        "{\"probes\": {\"memory\": {\"enabled\": false}, \"pid\": {\"enabled\": false}, \"t\": "
+                        "{\"probes\": {\"memory\": {\"enabled\": false}, \"pid\": {\"enabled\": false}, \"network\": "
+                        "{\"enabled\": false}, \"disk\": {\"enabled\": false}, \"t\": "
                         "{\"plugin\": \"testprobe\"}}}");
         test_write_file(e->root, "testprobe/state",
                         "event OOMKilling Killed process 4242 (stress)\n"
@@ -338,7 +339,8 @@ static void test_once_waits_for_async_probes(void **state) {
 
         use_fixture(e, "healthy");
         test_write_file(e->dir, "conf/conf.d/90-test.json",
-                        "{\"probes\": {\"memory\": {\"enabled\": false}, \"pid\": {\"enabled\": false},"
+                        "{\"probes\": {\"memory\": {\"enabled\": false}, \"pid\": {\"enabled\": false}, \"network\": "
+                        "{\"enabled\": false}, \"disk\": {\"enabled\": false},"
                         "\"t\": {\"plugin\": \"testprobe\", \"timeout\": \"300ms\"},"
                         "\"u\": {\"plugin\": \"testprobe\", \"state_file\": \"u\", \"timeout\": \"300ms\"}}}");
         /* t ends its cycle from a timer; u never ends it: the timeout does, and says so. */
@@ -361,7 +363,7 @@ static void test_daemon_trigger_runs_a_cycle_now(void **state) {
         /* An hour between cycles: only triggers can bring the three observations raise_after needs. */
         test_write_file(e->dir, "conf/conf.d/90-test.json",
                         "{\"journal\": {\"enabled\": false}, \"probes\": {\"memory\": {\"enabled\": false}, \"pid\": "
-                        "{\"enabled\": false},"
+                        "{\"enabled\": false}, \"network\": {\"enabled\": false}, \"disk\": {\"enabled\": false},"
                         "\"t\": {\"plugin\": \"testprobe\", \"interval\": \"1h\", \"raise_after\": 3}}}");
         test_write_file(e->root, "testprobe/state", "TestProblem True TestBroken x\ntrigger\n");
         p = spawn(e, false, NULL, NULL);
@@ -551,7 +553,7 @@ static void test_daemon_sigint_and_stale(void **state) {
         /* A probe that stops reporting a type: Unknown after 3 intervals + timeout. */
         test_write_file(e->dir, "conf/conf.d/90-test.json",
                         "{\"journal\": {\"enabled\": false}, \"probes\": {\"memory\": {\"enabled\": false}, \"pid\": "
-                        "{\"enabled\": false},"
+                        "{\"enabled\": false}, \"network\": {\"enabled\": false}, \"disk\": {\"enabled\": false},"
                         "\"t\": {\"plugin\": \"testprobe\", \"interval\": \"100ms\", \"timeout\": \"100ms\"}}}");
         test_write_file(e->root, "testprobe/state", "TestProblem False TestOK fine\nOtherProblem False OtherOK ok\n");
         p = spawn(e, false, NULL, NULL);
