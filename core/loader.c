@@ -73,9 +73,9 @@ static int check_descriptor(const char *path, const char *name, const struct nh_
                             d.name ? d.name : "(null)", name);
         if (!d.probe)
                 return fail(ret_error, -EINVAL, "%s: descriptor has no probe function", path);
-        if (!d.conditions || !d.conditions[0].type)
-                return fail(ret_error, -EINVAL, "%s: descriptor declares no condition", path);
-        for (size_t i = 0; d.conditions[i].type; i++) {
+        /* No static conditions is fine: such a probe declares its types at init. */
+        for (size_t i = 0; d.conditions && d.conditions[i].type; i++) {
+
                 if (!is_camel_case(d.conditions[i].type))
                         return fail(ret_error, -EINVAL, "%s: condition type \"%s\" is not CamelCase", path,
                                     d.conditions[i].type);

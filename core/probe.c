@@ -18,6 +18,13 @@
 #define PROBE_MAGIC UINT32_C(0x6e687072) /* "nhpr": catches a probe passing a stray pointer */
 #define MESSAGE_MAX 4096 /* Kubernetes keeps longer messages, dashboards do not */
 
+/* A condition type this instance may report: from the descriptor, or declared during init. */
+struct declared_type {
+        char *type;
+        char *healthy_reason;
+        bool refused; /* kubelet- or CNI-owned and not taken over */
+};
+
 struct watch {
         int fd;
         sd_event_source *source;
@@ -47,6 +54,11 @@ struct nh_probe_ctx {
         bool triggered; /* nh_trigger() while pending: run again when the cycle ends */
         bool stopping; /* done() runs: no new watches or timers */
         sd_event_source *timeout; /* ends a pending cycle that overruns the probe's timeout */
+        bool in_init; /* nh_declare_condition() is allowed */
+
+        struct declared_type *types;
+        size_t n_types;
+        struct nh_feed_params feed_params;
 };
 
 /* A probe's return value is untrusted: only -1 … -4095 are errno values. */
@@ -80,6 +92,11 @@ struct nh_probe_ctx *nh_probe_free(struct nh_probe_ctx *p) {
         }
         nh_plugin_close(p->handle);
         free(p->log_prefix);
+        for (size_t i = 0; i < p->n_types; i++) {
+                free(p->types[i].type);
+                free(p->types[i].healthy_reason);
+        }
+        free(p->types);
         p->magic = 0;
         free(p);
         return NULL;
@@ -120,48 +137,81 @@ int nh_probe_new(struct nh_probe_host *host, const struct nh_probe_config *cfg, 
         return 0;
 }
 
-/* May this instance write `type`?  Index into the plugin's conditions, or a negative errno. */
-static int allowed_type(const struct nh_probe_ctx *p, const char *type) {
-        for (size_t i = 0; p->plugin->conditions[i].type; i++) {
-                if (strcmp(p->plugin->conditions[i].type, type) != 0)
-                        continue;
-                if (nh_condition_owner(type) && !strv_contains(p->cfg->take_over, type))
-                        return -EPERM;
-                return (int) i;
-        }
-        return -EINVAL;
-}
-
 static uint64_t now(const struct nh_probe_ctx *p, clockid_t clock) {
         return p->host->now ? p->host->now(p->host->userdata, clock) : now_usec(clock);
 }
 
+/* May this instance write `type`?  Index into p->types, or a negative errno. */
+static int allowed_type(const struct nh_probe_ctx *p, const char *type) {
+        for (size_t i = 0; i < p->n_types; i++) {
+                if (strcmp(p->types[i].type, type) != 0)
+                        continue;
+                return p->types[i].refused ? -EPERM : (int) i;
+        }
+        return -EINVAL;
+}
+
+#define MAX_TYPES 64
+
+/* Adds a type to the instance and, unless the kubelet or the CNI owns it, to the table. */
+static int declare(struct nh_probe_ctx *p, const char *type, const char *healthy_reason) {
+        struct declared_type *grown, *t;
+        int r;
+
+        if (!is_camel_case(type) || !is_camel_case(healthy_reason))
+                return -EINVAL;
+        for (size_t i = 0; i < p->n_types; i++)
+                if (strcmp(p->types[i].type, type) == 0)
+                        return -EEXIST;
+        if (p->n_types >= MAX_TYPES)
+                return -E2BIG;
+        grown = realloc(p->types, (p->n_types + 1) * sizeof(*grown));
+        if (!grown)
+                return -ENOMEM;
+        p->types = grown;
+        t = &p->types[p->n_types];
+        *t = (struct declared_type){.type = strdup(type), .healthy_reason = strdup(healthy_reason)};
+        if (!t->type || !t->healthy_reason) {
+                free(t->type);
+                free(t->healthy_reason);
+                return -ENOMEM;
+        }
+        p->n_types++;
+        if (nh_condition_owner(type) && !strv_contains(p->cfg->take_over, type)) {
+                t->refused = true;
+                log_notice("%sdoes not report %s: %s owns it and \"take_over\" does not list it", p->log_prefix, type,
+                           nh_condition_owner(type));
+                return 0;
+        }
+        r = nh_table_add_feed(p->host->table, p->cfg->name, type, &p->feed_params, now(p, CLOCK_MONOTONIC),
+                              now(p, CLOCK_REALTIME));
+        if (r < 0 && r != -EEXIST)
+                return log_error_errno(r, "%sCannot add condition %s: %m", p->log_prefix, type);
+        return 0;
+}
+
 int nh_probe_start(struct nh_probe_ctx *p) {
-        struct nh_feed_params params = {
+        uint64_t real = now(p, CLOCK_REALTIME);
+        int r;
+
+        p->feed_params = (struct nh_feed_params){
                 .raise_after = (unsigned) p->cfg->raise_after,
                 .clear_after = (unsigned) p->cfg->clear_after,
                 .stale_after = 3 * p->cfg->interval + p->cfg->timeout,
         };
-        uint64_t real = now(p, CLOCK_REALTIME);
-        int r;
-
-        for (size_t i = 0; p->plugin->conditions[i].type; i++) {
-                const char *type = p->plugin->conditions[i].type;
-
-                if (allowed_type(p, type) == -EPERM) {
-                        log_notice("%sdoes not report %s: %s owns it and \"take_over\" does not list it", p->log_prefix,
-                                   type, nh_condition_owner(type));
-                        continue;
-                }
-                r = nh_table_add_feed(p->host->table, p->cfg->name, type, &params, now(p, CLOCK_MONOTONIC), real);
+        for (size_t i = 0; p->plugin->conditions && p->plugin->conditions[i].type; i++) {
+                r = declare(p, p->plugin->conditions[i].type, p->plugin->conditions[i].healthy_reason);
                 if (r < 0 && r != -EEXIST)
-                        return log_error_errno(r, "%sCannot add condition %s: %m", p->log_prefix, type);
+                        return r;
         }
 
         if (p->plugin->init) {
                 _cleanup_free_ char *message = NULL;
 
+                p->in_init = true;
                 r = p->plugin->init(p, p->config, &p->state);
+                p->in_init = false;
+
                 if (r < 0) {
                         if (asprintf(&message, "probe %s could not start: %s", p->cfg->name, errno_text(r)) < 0)
                                 message = NULL;
@@ -300,7 +350,7 @@ _api_ int nh_report(struct nh_probe_ctx *p, const struct nh_observation *obs) {
 
         copy = *obs;
         if (!copy.reason && copy.status == NH_STATUS_FALSE)
-                copy.reason = p->plugin->conditions[i].healthy_reason;
+                copy.reason = p->types[i].healthy_reason;
         if (!copy.reason || !is_camel_case(copy.reason))
                 return -EINVAL;
         if (copy.problem && strlen(copy.problem) > 64)
@@ -315,7 +365,16 @@ _api_ int nh_report(struct nh_probe_ctx *p, const struct nh_observation *obs) {
         return nh_table_observe(p->host->table, p->cfg->name, &copy, now(p, CLOCK_MONOTONIC), now(p, CLOCK_REALTIME));
 }
 
+_api_ int nh_declare_condition(struct nh_probe_ctx *p, const char *type, const char *healthy_reason) {
+        if (!ctx_ok(p) || !type || !healthy_reason)
+                return -EINVAL;
+        if (!p->in_init)
+                return -EBUSY; /* the table and the Node know a probe's types from its start */
+        return declare(p, type, healthy_reason);
+}
+
 _api_ int nh_event(struct nh_probe_ctx *p, const char *reason, const char *message) {
+
         if (!ctx_ok(p) || !reason || !is_camel_case(reason) || !message)
                 return -EINVAL;
         if (p->host->event_cb)

@@ -134,7 +134,8 @@ struct nh_plugin {
         const char *name; /* the plugin's name, matches the file name PLUGIN.so */
         const char *description; /* one line */
 
-        const struct nh_condition_decl *conditions; /* terminated by an entry with type NULL */
+        const struct nh_condition_decl *conditions; /* terminated by type NULL; NULL: declared at init */
+
         const struct nh_cfg_entry *config; /* terminated by an entry with key NULL; may be NULL */
         size_t config_size; /* size of the struct the table fills */
 
@@ -174,6 +175,15 @@ struct nh_plugin {
  * that the configuration did not take over.
  */
 int nh_report(struct nh_probe_ctx *ctx, const struct nh_observation *obs);
+
+/*
+ * Declares a condition type at init, for probes whose types come from their configuration
+ * (a rule file names them).  Only valid inside `init`; the type then behaves exactly like
+ * one of the descriptor's `conditions`.  Returns 0, -EINVAL (not CamelCase), -EEXIST
+ * (declared already), -E2BIG (more than 64 types), -EBUSY (called outside init).  A type
+ * the kubelet or the CNI owns is accepted but not reported unless `take_over` lists it.
+ */
+int nh_declare_condition(struct nh_probe_ctx *ctx, const char *type, const char *healthy_reason);
 
 /*
  * Report a temporary problem (an event, such as one OOM kill): one journal record, one

@@ -30,6 +30,7 @@ struct testprobe_config {
         uint64_t window;
         double share;
         char **names;
+        char **declare; /* condition types declared at init with nh_declare_condition() */
 };
 
 struct testprobe {
@@ -108,6 +109,11 @@ static const struct nh_cfg_entry testprobe_config_table[] = {
          .min = 0,
          .max = 1},
         {.type = NH_CFG_STRING_LIST,
+         .key = "declare",
+         .def = "",
+         .offset = offsetof(struct testprobe_config, declare),
+         .help = "types to declare at init"},
+        {.type = NH_CFG_STRING_LIST,
          .key = "names",
          .def = "a, b",
          .offset = offsetof(struct testprobe_config, names),
@@ -121,9 +127,15 @@ static int testprobe_init(struct nh_probe_ctx *ctx, const void *config, void **r
 
         if (c->init_fail)
                 return -ENODEV;
+        for (size_t i = 0; c->declare && c->declare[i]; i++) {
+                int r = nh_declare_condition(ctx, c->declare[i], "DeclaredOK");
+                if (r < 0)
+                        return r;
+        }
         t = calloc(1, sizeof(*t));
         if (!t)
                 return -ENOMEM;
+
         t->config = c;
         t->pipe[0] = t->pipe[1] = -1;
         *ret_state = t;
@@ -174,7 +186,14 @@ static int testprobe_probe(struct nh_probe_ctx *ctx, void *state) {
                                 return -EIO;
                         return NH_PROBE_PENDING;
                 }
+                if (strcmp(line, "declarelate") == 0) {
+                        /* After init the types are fixed: the core must refuse. */
+                        r = nh_declare_condition(ctx, "LateType", "LateOK");
+                        nh_event(ctx, r == -EBUSY ? "DeclareRefused" : "DeclareAccepted", "");
+                        continue;
+                }
                 if (strcmp(line, "trigger") == 0) {
+
                         nh_trigger(ctx);
                         nh_trigger(ctx);
                         continue;

@@ -422,6 +422,38 @@ static void test_trigger_during_pending_cycle(void **state) {
         stop_async(h, root);
 }
 
+static void test_declare_at_init(void **state) {
+        struct harness *h = NULL;
+        char *root = test_mkdtemp();
+
+        test_write_file(root, "testprobe/state",
+                        "KernelDeadlock True DockerHung task docker:1 blocked\n"
+                        "DiskPressure True Whatever x\ndeclarelate\n");
+        assert_int_equal(harness_new("{\"probes\": {\"t\": {\"plugin\": \"testprobe\", \"raise_after\": 1, "
+                                     "\"declare\": [\"KernelDeadlock\", \"ReadonlyFilesystem\", \"DiskPressure\"]}}}",
+                                     NULL, NULL, root, &h),
+                         0);
+        /* Declared types exist from the start, like the descriptor's. */
+        assert_condition(h, "ReadonlyFilesystem", NH_STATUS_UNKNOWN, "NotYetObserved");
+        assert_null(harness_condition(h, "DiskPressure")); /* the kubelet's, not taken over */
+        harness_run(h);
+        assert_condition(h, "KernelDeadlock", NH_STATUS_TRUE, "DockerHung");
+        assert_null(harness_condition(h, "DiskPressure"));
+        assert_null(harness_condition(h, "LateType"));
+        assert_string_equal(h->last_event_reason, "DeclareRefused");
+        harness_free(h);
+
+        /* A bad name fails init: the probe's conditions say so. */
+        assert_int_equal(harness_new("{\"probes\": {\"t\": {\"plugin\": \"testprobe\", \"declare\": [\"not camel\"]}}}",
+                                     NULL, NULL, root, &h),
+                         0);
+        assert_condition(h, "TestProblem", NH_STATUS_UNKNOWN, "ProbeInitFailed");
+        assert_string_equal(harness_condition(h, "TestProblem")->message, "probe t could not start: Invalid argument");
+        harness_free(h);
+        test_rmtree(root);
+        free(root);
+}
+
 static void test_watch_arguments(void **state) {
         char *root;
         struct harness *h = start_async("", &root);
@@ -459,6 +491,7 @@ int main(void) {
                 cmocka_unit_test(test_pending_cycle_times_out),
                 cmocka_unit_test(test_trigger),
                 cmocka_unit_test(test_trigger_during_pending_cycle),
+                cmocka_unit_test(test_declare_at_init),
 
                 cmocka_unit_test(test_watch_arguments),
 
