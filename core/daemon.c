@@ -13,9 +13,11 @@
 #include <unistd.h>
 
 #include "conditions.h"
+#include "kubeconfig.h"
 #include "loader.h"
 #include "log.h"
 #include "probe.h"
+#include "sink-kubernetes.h"
 #include "sink.h"
 #include "util.h"
 
@@ -25,6 +27,7 @@ struct nh_daemon {
         const struct nh_options *opts;
         struct nh_config *config;
         char *node_name;
+        struct nh_kube_credentials *kube; /* NULL: standalone */
         char **plugin_dirs;
         sd_event *event;
         struct nh_table *table;
@@ -66,6 +69,7 @@ struct nh_daemon *nh_daemon_free(struct nh_daemon *d) {
         sd_event_unref(d->event);
         strv_free(d->plugin_dirs);
         free(d->node_name);
+        nh_kube_credentials_free(d->kube);
         nh_config_free(d->config);
         free(d);
         return NULL;
@@ -224,6 +228,21 @@ int nh_daemon_new(const struct nh_options *opts, struct nh_config *config, struc
         if (r < 0) {
                 *ret_exit_code = NH_EXIT_USAGE;
                 return r;
+        }
+
+        /* --once never talks to the API server; --check-config validates the credentials too. */
+        if (opts->action != NH_ACTION_ONCE && !opts->standalone) {
+                struct nh_kube_sources src = {.kubeconfig = opts->kubeconfig,
+                                              .apiserver = opts->apiserver,
+                                              .token_file = opts->token_file,
+                                              .ca_file = opts->ca_file};
+
+                nh_kube_sources_from_env(&src);
+                r = nh_kube_credentials_load(&src, &d->kube, ret_error);
+                if (r == -EINVAL)
+                        *ret_exit_code = NH_EXIT_CONFIG;
+                if (r < 0 && r != -ENODATA)
+                        return r;
         }
 
         r = sd_event_new(&d->event);
@@ -410,10 +429,7 @@ int nh_daemon_run(struct nh_daemon *d) {
         sigset_t mask;
         int r;
 
-        if (d->opts->kubeconfig || d->opts->apiserver || getenv("KUBERNETES_SERVICE_HOST"))
-                log_warning("Kubernetes reporting is not implemented in this version: conditions are reported "
-                            "to stdout and the journal only, not to the API server");
-        log_info("Node %s: %zu probes, standalone mode (conditions go to stdout%s)", d->node_name, d->n_probes,
+        log_info("Node %s: %zu probes; conditions go to stdout%s", d->node_name, d->n_probes,
                  d->config->journal_enabled ? " and the journal" : "");
 
         sigemptyset(&mask);
@@ -430,7 +446,6 @@ int nh_daemon_run(struct nh_daemon *d) {
         if (r < 0)
                 return log_error_errno(r, "Cannot set up the watchdog: %m");
 
-        /* Standalone is all there is until the Kubernetes sink exists: stdout always. */
         r = add_sink(d, nh_sink_stdout_new(stdout, d->opts->format));
         if (r < 0)
                 return log_error_errno(r, "Cannot set up the stdout sink: %m");
@@ -439,6 +454,26 @@ int nh_daemon_run(struct nh_daemon *d) {
                 if (r < 0)
                         return log_error_errno(r, "Cannot set up the journal sink: %m");
         }
+        if (d->kube) {
+                struct nh_sink *kube = NULL;
+
+                if (d->kube->insecure_skip_tls_verify)
+                        log_warning("INSECURE: %s sets insecure-skip-tls-verify: the API server's certificate is "
+                                    "NOT verified, and anyone on the path can read the token and forge the replies",
+                                    d->kube->origin);
+                r = nh_sink_kubernetes_new(d->event, d->kube, d->node_name, d->config->kubernetes_heartbeat,
+                                           d->config->kubernetes_events, &kube);
+                if (r >= 0)
+                        r = add_sink(d, kube);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot set up the Kubernetes sink: %m");
+                log_info("Reporting to the API server at %s as node %s (credentials: %s)", d->kube->server,
+                         d->node_name, d->kube->origin);
+        } else if (d->opts->standalone)
+                log_info("Standalone (--standalone): not reporting to any API server");
+        else
+                log_info("Standalone: no Kubernetes credentials (no --kubeconfig, $KUBECONFIG, --apiserver or "
+                         "in-cluster environment)");
 
         start_probes(d);
         /* Timers before the first cycle: a probe may ask for the next one during it (nh_trigger). */

@@ -149,8 +149,7 @@ static void kc_file_done(struct kc_file *f) {
         *f = (struct kc_file){0};
 }
 
-static char *format_error(const char *path, const yaml_node_t *node, const char *format, va_list ap)
-        _printf_(3, 0);
+static char *format_error(const char *path, const yaml_node_t *node, const char *format, va_list ap) _printf_(3, 0);
 
 static char *format_error(const char *path, const yaml_node_t *node, const char *format, va_list ap) {
         _cleanup_free_ char *what = NULL;
@@ -158,8 +157,8 @@ static char *format_error(const char *path, const yaml_node_t *node, const char 
 
         if (vasprintf(&what, format, ap) < 0)
                 return NULL;
-        if (node && asprintf(&out, "%s:%zu:%zu: %s", path, node->start_mark.line + 1, node->start_mark.column + 1,
-                             what) < 0)
+        if (node &&
+            asprintf(&out, "%s:%zu:%zu: %s", path, node->start_mark.line + 1, node->start_mark.column + 1, what) < 0)
                 return NULL;
         if (!node && asprintf(&out, "%s: %s", path, what) < 0)
                 return NULL;
@@ -274,8 +273,8 @@ static bool is_null_node(const yaml_node_t *n) {
         if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
                 return false;
         const char *v = (const char *) n->data.scalar.value;
-        return n->data.scalar.length == 0 || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
-               strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
+        return n->data.scalar.length == 0 || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 || strcmp(v, "Null") == 0 ||
+               strcmp(v, "NULL") == 0;
 }
 
 /* The value of `key` in mapping `map`, or NULL. */
@@ -426,8 +425,8 @@ struct named {
  * Finds `name` in list `section` of each file in turn (the first definition wins, as kubectl
  * merges).  0 and *ret; -ENOENT when nowhere; -EINVAL with a message when a file is malformed.
  */
-static int find_named(struct kc_file *files, size_t n_files, const char *section, const char *field,
-                      const char *name, struct named *ret, char **ret_error) {
+static int find_named(struct kc_file *files, size_t n_files, const char *section, const char *field, const char *name,
+                      struct named *ret, char **ret_error) {
         for (size_t i = 0; i < n_files; i++) {
                 struct kc_file *f = &files[i];
                 yaml_node_t *list = map_get(f, kc_root(f), section);
@@ -435,22 +434,19 @@ static int find_named(struct kc_file *files, size_t n_files, const char *section
                 if (is_null_node(list))
                         continue;
                 if (list->type != YAML_SEQUENCE_NODE)
-                        return kc_error(f, list, ret_error, "\"%s\" must be a list, not %s", section,
-                                        node_kind(list));
-                for (yaml_node_item_t *it = list->data.sequence.items.start; it < list->data.sequence.items.top;
-                     it++) {
+                        return kc_error(f, list, ret_error, "\"%s\" must be a list, not %s", section, node_kind(list));
+                for (yaml_node_item_t *it = list->data.sequence.items.start; it < list->data.sequence.items.top; it++) {
                         yaml_node_t *entry = yaml_document_get_node(&f->doc, *it);
                         yaml_node_t *n = map_get(f, entry, "name");
 
                         if (!entry || entry->type != YAML_MAPPING_NODE)
-                                return kc_error(f, entry, ret_error, "an entry of \"%s\" must be a mapping",
-                                                section);
+                                return kc_error(f, entry, ret_error, "an entry of \"%s\" must be a mapping", section);
                         if (!n || n->type != YAML_SCALAR_NODE || strcmp((const char *) n->data.scalar.value, name))
                                 continue;
                         yaml_node_t *v = map_get(f, entry, field);
                         if (is_null_node(v) || v->type != YAML_MAPPING_NODE)
-                                return kc_error(f, v ? v : entry, ret_error, "%s \"%s\" has no \"%s\" mapping",
-                                                section, name, field);
+                                return kc_error(f, v ? v : entry, ret_error, "%s \"%s\" has no \"%s\" mapping", section,
+                                                name, field);
                         *ret = (struct named){.file = f, .value = v, .entry = entry};
                         return 0;
                 }
@@ -487,8 +483,8 @@ static int check_server(char *url, const char **ret_why) {
                 *ret_why = "no host";
                 return -EINVAL;
         }
-        if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK || curl_url_get(u, CURLUPART_QUERY, &query, 0) ==
-                                                                              CURLUE_OK ||
+        if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK ||
+            curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK ||
             curl_url_get(u, CURLUPART_FRAGMENT, &fragment, 0) == CURLUE_OK) {
                 *ret_why = "a user, query or fragment has no place in the API server's URL";
                 return -EINVAL;
@@ -597,8 +593,7 @@ static int load_cluster(struct kc_file *f, yaml_node_t *cluster, const char *nam
                 return r;
         n = map_get(f, cluster, "proxy-url");
         if (!is_null_node(n))
-                return kc_error(f, n, ret_error, "%s: proxy-url is not supported (libcurl honours $HTTPS_PROXY)",
-                                what);
+                return kc_error(f, n, ret_error, "%s: proxy-url is not supported (libcurl honours $HTTPS_PROXY)", what);
         r = get_path(f, cluster, "certificate-authority", what, &c->ca_file, ret_error);
         if (r < 0)
                 return r;
@@ -764,28 +759,9 @@ static int flag_file(const char *flag, const char *path, char **ret, char **ret_
         return *ret ? 0 : -ENOMEM;
 }
 
-static int load_apiserver(const struct nh_kube_sources *s, struct nh_kube_credentials *c, char **ret_error) {
-        const char *why = NULL;
-        int r;
-
-        c->server = strdup(s->apiserver);
-        c->origin = strdup("--apiserver");
-        if (!c->server || !c->origin)
-                return -ENOMEM;
-        r = check_server(c->server, &why);
-        if (r == -EINVAL)
-                return set_error(ret_error, "--apiserver %s: %s", s->apiserver, why);
-        if (r < 0)
-                return r;
-        r = flag_file("--token-file", s->token_file, &c->token_file, ret_error);
-        if (r < 0)
-                return r;
-        return flag_file("--ca-file", s->ca_file, &c->ca_file, ret_error);
-}
-
 static int load_in_cluster(const struct nh_kube_sources *s, struct nh_kube_credentials *c, char **ret_error) {
-        const char *dir = s->serviceaccount_dir && *s->serviceaccount_dir ? s->serviceaccount_dir
-                                                                           : NH_SERVICEACCOUNT_DIR;
+        const char *dir =
+                s->serviceaccount_dir && *s->serviceaccount_dir ? s->serviceaccount_dir : NH_SERVICEACCOUNT_DIR;
         const char *host = s->service_host;
         bool v6 = strchr(host, ':') != NULL;
         const char *why = NULL;
@@ -837,6 +813,43 @@ static int split_list(const char *list, char ***ret) {
         return 0;
 }
 
+/* --apiserver, --token-file and --ca-file override what a kubeconfig or the pod says, as kubectl's flags do. */
+static int apply_flags(const struct nh_kube_sources *s, struct nh_kube_credentials *c, char **ret_error) {
+        const char *why = NULL;
+        int r;
+
+        if (s->apiserver) {
+                free(c->server);
+                c->server = strdup(s->apiserver);
+                if (!c->server)
+                        return -ENOMEM;
+                r = check_server(c->server, &why);
+                if (r == -EINVAL)
+                        return set_error(ret_error, "--apiserver %s: %s", s->apiserver, why);
+                if (r < 0)
+                        return r;
+        }
+        if (s->token_file) {
+                free_secret(c->token);
+                c->token = NULL;
+                free(c->token_file);
+                c->token_file = NULL;
+                r = flag_file("--token-file", s->token_file, &c->token_file, ret_error);
+                if (r < 0)
+                        return r;
+        }
+        if (s->ca_file) {
+                free(c->ca_file);
+                c->ca_file = NULL;
+                blob_done(&c->ca_data);
+                c->insecure_skip_tls_verify = false;
+                r = flag_file("--ca-file", s->ca_file, &c->ca_file, ret_error);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 int nh_kube_credentials_load(const struct nh_kube_sources *s, struct nh_kube_credentials **ret, char **ret_error) {
         _cleanup_(nh_kube_credentials_freep) struct nh_kube_credentials *c = NULL;
         int r;
@@ -849,19 +862,28 @@ int nh_kube_credentials_load(const struct nh_kube_sources *s, struct nh_kube_cre
         if (s->kubeconfig) {
                 char *one[] = {(char *) s->kubeconfig, NULL};
                 r = load_kubeconfig(one, NULL, c, ret_error);
-        } else if (s->apiserver)
-                r = load_apiserver(s, c, ret_error);
-        else if (s->kubeconfig_env && *s->kubeconfig_env) {
+        } else if (s->apiserver) {
+                /* An explicit server: the environment's kubeconfig and pod are not consulted. */
+                c->origin = strdup("--apiserver");
+                r = c->origin ? 0 : -ENOMEM;
+        } else if (s->kubeconfig_env && *s->kubeconfig_env) {
                 _cleanup_strv_free_ char **paths = NULL;
                 r = split_list(s->kubeconfig_env, &paths);
                 if (r >= 0 && strv_length(paths) == 0)
-                        return -ENODATA; /* KUBECONFIG=":" names nothing */
-                if (r >= 0)
+                        r = set_error(ret_error, "$KUBECONFIG=\"%s\" names no file", s->kubeconfig_env);
+                else if (r >= 0)
                         r = load_kubeconfig(paths, s->kubeconfig_env, c, ret_error);
         } else if (s->service_host && *s->service_host && s->service_port && *s->service_port)
                 r = load_in_cluster(s, c, ret_error);
+        else if (s->token_file || s->ca_file)
+                return set_error(ret_error,
+                                 "%s needs a server: --apiserver, --kubeconfig, $KUBECONFIG or the "
+                                 "in-cluster environment",
+                                 s->token_file ? "--token-file" : "--ca-file");
         else
                 return -ENODATA;
+        if (r >= 0)
+                r = apply_flags(s, c, ret_error);
         if (r < 0) {
                 if (r == -EINVAL && !*ret_error)
                         r = -ENOMEM;

@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Kubernetes credentials: where the API server is, how to trust it, who we are.  Found, in
- * this order: --kubeconfig FILE; --apiserver URL (with --token-file, --ca-file); $KUBECONFIG
- * (a colon-separated list, merged as kubectl merges: the first file that sets current-context
- * names the context, and contexts, clusters and users are looked up by name in the files in
- * order, the first definition winning); the in-cluster environment (KUBERNETES_SERVICE_HOST
- * and KUBERNETES_SERVICE_PORT, and the service account directory).  No network, no logging.
+ * Kubernetes credentials: where the API server is, how to trust it, who we are.  The base
+ * is, in this order: --kubeconfig FILE; --apiserver URL alone (the environment is then not
+ * consulted); $KUBECONFIG (a colon-separated list, merged as kubectl merges: missing files
+ * are skipped, the first file that sets current-context names the context, and contexts,
+ * clusters and users are looked up by name in the files in order, the first definition
+ * winning); the in-cluster environment (KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT,
+ * and the service account directory's token and ca.crt).  --apiserver, --token-file and
+ * --ca-file then override the base's server, token and CA, as kubectl's --server, --token
+ * and --certificate-authority do.  No network, no logging.
  */
 #pragma once
 
@@ -55,7 +58,7 @@ struct nh_kube_credentials {
  * -EINVAL with "FILE:LINE:COLUMN: what" (or "FILE: what", or a sentence naming the flag or
  * variable) in *ret_error for anything wrong: unreadable files, bad YAML, a missing context,
  * an `exec` or `auth-provider` user (not supported), bad base64; -ENOMEM.  *ret_error is
- * the caller's to free.  --kubeconfig wins over --apiserver (the command line refuses both).
+ * the caller's to free.  --token-file or --ca-file without any server is such an error too.
  */
 int nh_kube_credentials_load(const struct nh_kube_sources *s, struct nh_kube_credentials **ret, char **ret_error);
 
