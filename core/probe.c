@@ -412,13 +412,21 @@ static int open_in_root(int dirfd, const char *path) {
                 .flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
                 .resolve = RESOLVE_IN_ROOT,
         };
-        int fd = (int) syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+        int fd = -1;
 
+        /* EAGAIN: a rename or a mount elsewhere raced with the resolution; it is safe to retry. */
+        for (unsigned attempt = 0; attempt < 16; attempt++) {
+                fd = (int) syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+                if (fd >= 0 || errno != EAGAIN)
+                        break;
+        }
         if (fd >= 0)
                 return fd;
-        if (errno != ENOSYS)
+        if (errno != ENOSYS && errno != EPERM)
                 return -errno;
-        /* Kernels before 5.6: refuse what could climb out, then plain openat. */
+        /* Kernels before 5.6, or a seccomp filter that does not know openat2: refuse what could
+         * climb out, then plain openat. */
+
         if (strstr(path, ".."))
                 return -EPERM;
         fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
