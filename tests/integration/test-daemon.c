@@ -28,6 +28,7 @@ struct env {
         char *plugin_dir; /* the build's plugins */
         char *test_plugin_dir;
         char node[64]; /* unique per test: journal records are told apart by it */
+        struct proc *daemon; /* the running daemon, if any: teardown stops it */
 };
 
 static void stop(struct proc *p);
@@ -119,6 +120,8 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
         struct env *e = *state;
+        proc_free(e->daemon); /* SIGKILL if it still runs */
+
         test_rmtree(e->dir);
         free(e->dir);
         free(e->conf);
@@ -152,7 +155,12 @@ static struct proc *spawn(struct env *e, bool wait_exit, int *ret_code, ...) {
         for (char *a; (a = va_arg(ap, char *));)
                 argv[argc++] = a;
         va_end(ap);
-        return wait_exit ? proc_run(argv, DEADLINE_MS, ret_code) : proc_spawn(argv);
+        if (wait_exit)
+                return proc_run(argv, DEADLINE_MS, ret_code);
+        /* A running daemon belongs to the test's env: teardown kills it even after a failure. */
+        assert_null(e->daemon);
+        e->daemon = proc_spawn(argv);
+        return e->daemon;
 }
 
 static cJSON *parse_line(const char *text, size_t index) {
@@ -382,7 +390,6 @@ static void test_daemon_trigger_runs_a_cycle_now(void **state) {
         p = spawn(e, false, NULL, NULL);
         assert_true(proc_wait_output(p, "TestProblem  Unknown -> True  TestBroken", false, DEADLINE_MS));
         stop(p);
-        proc_free(p);
 }
 
 static void test_once_garbage_proc(void **state) {
@@ -525,7 +532,6 @@ static void test_daemon_transitions_to_journal(void **state) {
                 thrash++;
         }
         assert_int_equal(thrash, 3);
-        proc_free(p);
 }
 
 static void test_daemon_survives_failing_probe(void **state) {
@@ -555,7 +561,6 @@ static void test_daemon_survives_failing_probe(void **state) {
         test_write_file(e->root, "testprobe/state", "TestProblem True TestBroken now\n");
         assert_true(proc_wait_output(p, "TestProblem  Unknown -> True  TestBroken: now", false, DEADLINE_MS));
         stop(p);
-        proc_free(p);
 }
 
 static void test_daemon_sigint_and_stale(void **state) {
@@ -579,7 +584,6 @@ static void test_daemon_sigint_and_stale(void **state) {
         assert_int_equal(kill(p->pid, SIGINT), 0);
         assert_int_equal(proc_wait(p, DEADLINE_MS), 0);
         assert_contains(p->err, "stopping");
-        proc_free(p);
 }
 
 int main(void) {
