@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <libgen.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -207,6 +208,9 @@ static void bench_done(struct bench *b) {
         for (int i = 0; i < _NH_ROOT_MAX; i++)
                 if (b->host.root_fds[i] >= 0)
                         close(b->host.root_fds[i]);
+        if (b->host.config_dir_fd >= 0)
+                close(b->host.config_dir_fd);
+
         nh_config_free(b->config);
         sd_event_unref(b->event);
 }
@@ -219,7 +223,14 @@ static int bench_setup(struct bench *b, const struct options *o) {
 
         for (int i = 0; i < _NH_ROOT_MAX; i++)
                 b->host.root_fds[i] = -1;
+        b->host.config_dir_fd = -1;
+        {
+                /* Probes resolve their relative paths (a rule file) beside the configuration. */
+                _cleanup_free_ char *copy = strdup(o->config_path);
+                b->host.config_dir_fd = copy ? open(dirname(copy), O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
+        }
         r = nh_config_load(o->config_path, &b->config, &error);
+
         if (r < 0 && error)
                 return log_error_errno(r, "%s", error);
         if (r < 0)

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +67,8 @@ struct nh_daemon *nh_daemon_free(struct nh_daemon *d) {
         for (int i = 0; i < _NH_ROOT_MAX; i++)
                 if (d->host.root_fds[i] >= 0)
                         close(d->host.root_fds[i]);
+        if (d->host.config_dir_fd >= 0)
+                close(d->host.config_dir_fd);
         sd_event_unref(d->event);
         strv_free(d->plugin_dirs);
         free(d->node_name);
@@ -107,7 +110,15 @@ static uint64_t host_now(void *userdata, clockid_t clock) {
         return now_usec(clock);
 }
 
+/* The directory of the main configuration file: probes resolve their relative paths there. */
+static int open_config_dir(const char *config_path) {
+        _cleanup_free_ char *copy = strdup(config_path);
+
+        return copy ? open(dirname(copy), O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
+}
+
 static int resolve_node_name(struct nh_daemon *d) {
+
         const char *name = d->opts->node_name;
         char host[256];
 
@@ -210,6 +221,7 @@ int nh_daemon_new(const struct nh_options *opts, struct nh_config *config, struc
         d->config = config;
         for (int i = 0; i < _NH_ROOT_MAX; i++)
                 d->host.root_fds[i] = -1;
+        d->host.config_dir_fd = open_config_dir(opts->config_path);
         d->host.now = host_now;
         d->host.event_cb = on_event;
         d->host.trigger = on_trigger;

@@ -564,8 +564,10 @@ _api_ int nh_set_timer(struct nh_probe_ctx *p, uint64_t usec, nh_timer_callback 
         p->timer_userdata = userdata;
         if (!callback)
                 return p->timer ? sd_event_source_set_enabled(p->timer, SD_EVENT_OFF) : 0;
+        /* Accuracy 1 µs: sd-event's default (250 ms) would delay every probe's wake-up. */
         if (!p->timer)
-                return sd_event_add_time_relative(p->host->event, &p->timer, CLOCK_MONOTONIC, usec, 0, on_timer, p);
+
+                return sd_event_add_time_relative(p->host->event, &p->timer, CLOCK_MONOTONIC, usec, 1, on_timer, p);
         r = sd_event_source_set_time_relative(p->timer, usec);
         if (r < 0)
                 return r;
@@ -589,6 +591,12 @@ _api_ int nh_trigger(struct nh_probe_ctx *p) {
 _api_ void nh_cycle_done(struct nh_probe_ctx *p) {
         if (ctx_ok(p) && p->pending)
                 end_pending(p);
+}
+
+_api_ int nh_config_dir_fd(struct nh_probe_ctx *p) {
+        if (!ctx_ok(p))
+                return -EINVAL;
+        return p->host->config_dir_fd >= 0 ? p->host->config_dir_fd : -ENOENT;
 }
 
 _api_ uint64_t nh_now(struct nh_probe_ctx *p) {

@@ -20,6 +20,8 @@
 struct nh_probe_host {
         struct nh_table *table;
         int root_fds[_NH_ROOT_MAX];
+        int config_dir_fd; /* O_PATH fd of the main configuration file's directory, or -1 */
+
         sd_event *event; /* the loop fds and timers go on; NULL: probes may not watch anything */
         uint64_t (*now)(void *userdata, clockid_t clock);
         void (*event_cb)(void *userdata, const char *probe, const char *reason, const char *message);

@@ -8,7 +8,7 @@ nh_build_packages=(
         libcmocka-dev
         systemd clang-format libclang-rt-14-dev procps git
         libyaml-dev libc-ares-dev umockdev libumockdev-dev python3 openssl iproute2 e2fsprogs util-linux
-        man-db groff-base libpcre2-dev python3-yaml
+        man-db groff-base libpcre2-dev python3-yaml systemd-journal-remote
 )
 
 nh_install_deps() {

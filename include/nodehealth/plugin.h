@@ -238,6 +238,13 @@ int nh_trigger(struct nh_probe_ctx *ctx);
 /* Ends a cycle that probe() left pending (it returned NH_PROBE_PENDING). */
 void nh_cycle_done(struct nh_probe_ctx *ctx);
 
+/*
+ * A directory fd (O_PATH) of the directory that holds the main configuration file, so that
+ * a probe's own files named with a relative path (a rule file) resolve beside it, as
+ * conf.d/ does; -EINVAL for a bad context, -ENOENT when the core has none.
+ */
+int nh_config_dir_fd(struct nh_probe_ctx *ctx);
+
 /* Monotonic time in microseconds, as the core's clock sees it (tests may move it). */
 
 uint64_t nh_now(struct nh_probe_ctx *ctx);

@@ -143,6 +143,7 @@ int harness_new(const char *config_json, const char *proc, const char *sys, cons
         assert_non_null(h);
         for (int i = 0; i < _NH_ROOT_MAX; i++)
                 h->host.root_fds[i] = -1;
+        h->host.config_dir_fd = -1;
         *ret = h;
 
         h->mono = 1000 * USEC_PER_SEC;
@@ -160,6 +161,7 @@ int harness_new(const char *config_json, const char *proc, const char *sys, cons
                 assert_true(h->host.root_fds[i] >= 0);
         }
         h->host.now = harness_now;
+        h->host.config_dir_fd = open(h->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
         h->host.event_cb = harness_event;
         h->host.trigger = harness_trigger;
         assert_int_equal(sd_event_new(&h->event), 0);
@@ -206,6 +208,9 @@ void harness_free(struct harness *h) {
         for (int i = 0; i < _NH_ROOT_MAX; i++)
                 if (h->host.root_fds[i] >= 0)
                         close(h->host.root_fds[i]);
+        if (h->host.config_dir_fd >= 0)
+                close(h->host.config_dir_fd);
+
         nh_config_free(h->config);
         test_rmtree(h->dir);
         free(h->dir);
