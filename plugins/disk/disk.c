@@ -592,7 +592,8 @@ static int parse_line(char *line, struct mount_entry *e) {
         for (size_t i = 3; i < n; i++)
                 if (unescape(fields[i]) < 0)
                         return -EINVAL;
-        if (fields[3][0] != '/' || fields[4][0] != '/' || fields[5][0] == '\0' || fields[sep + 1][0] == '\0')
+        /* The root is a path, or not: nsfs bind mounts (ip netns) show "net:[4026532185]". */
+        if (fields[3][0] == '\0' || fields[4][0] != '/' || fields[5][0] == '\0' || fields[sep + 1][0] == '\0')
                 return -EINVAL;
         e->root = fields[3];
         e->mount_point = fields[4];
