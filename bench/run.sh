@@ -6,7 +6,9 @@
 #   1. bench/bench-cycle: CPU of one full probe cycle, in-process (see bench/README.md);
 #   2. the real daemon with the shipped configuration: RSS after start, RSS and peak RSS
 #      after a soak of BENCH_SOAK_SECONDS (default 60), and its CPU time over the soak;
-#   3. the Kubernetes sink against the fake API server (tests/fake-apiserver/, python3):
+#   3. bench/bench-kernel-log: the kernel_log probe and the shipped rules over a journal of
+#      BENCH_KLOG_ENTRIES (default one million) kernel entries; BENCH_KLOG=0 skips it;
+#   4. the Kubernetes sink against the fake API server (tests/fake-apiserver/, python3):
 #      API requests per node-hour in steady state and under a probe flapping every second,
 #      and the spread of the first requests of BENCH_KUBE_DAEMONS (default 100) daemons
 #      started at the same moment.  BENCH_KUBE=0 skips it; BENCH_KUBE_SECONDS (default 120)
@@ -203,7 +205,13 @@ awk '{ print "# daemon stderr: " $0 }' "$tmp/stderr"
 [[ $rc -eq 0 ]] || die "the daemon exited $rc after SIGTERM, not 0"
 echo "# daemon exited 0 after SIGTERM"
 
-# ---- 3. the Kubernetes sink against the fake API server ----
+# ---- 3. the kernel_log probe over a journal of BENCH_KLOG_ENTRIES kernel entries ----
+if [[ ${BENCH_KLOG:-1} != 0 ]]; then
+        "$builddir/bench/bench-kernel-log" --entries "${BENCH_KLOG_ENTRIES:-1000000}" ||
+                die "bench-kernel-log failed (exit $?)"
+fi
+
+# ---- 4. the Kubernetes sink against the fake API server ----
 if [[ ${BENCH_KUBE:-1} == 0 ]]; then
         echo "# BENCH_KUBE=0: the Kubernetes figures are skipped"
         exit 0
