@@ -176,6 +176,9 @@ clk_tck=$(getconf CLK_TCK)
 elapsed_ns=$((t1 - t0))
 echo "rss_kib_after_${soak}s $rss_end"
 echo "hwm_kib $hwm"
+# RSS counts the shared libraries' pages too (libcurl and its TLS stack are most of them):
+# RssAnon is what this daemon alone costs the node.
+anon=$(status_kib RssAnon) && echo "rss_anon_kib_after_${soak}s $anon"
 per_minute() { # AMOUNT over elapsed_ns, scaled to one minute, rounded
         awk -v a="$1" -v t="$elapsed_ns" 'BEGIN { printf "%.0f\n", a * 60e9 / t }'
 }

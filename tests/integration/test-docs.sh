@@ -22,8 +22,8 @@ check() { # check NAME COMMAND...: ok when the command succeeds and prints nothi
         fi
 }
 
-echo "1..6"
-for page in nodehealthd.8 nodehealthd.json.5; do
+echo "1..8"
+for page in nodehealthd.8 nodehealthd.json.5 nodehealthctl.1; do
         check "$page renders without warnings (man)" \
                 env MANWIDTH=80 sh -c "man --warnings -l '$src/docs/$page' >/dev/null"
         check "$page renders without warnings (groff -ww)" groff -man -ww -z "$src/docs/$page"
