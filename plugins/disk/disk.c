@@ -119,6 +119,7 @@
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
+#include "../common/probe-text.h"
 
 #define USEC_PER_SEC UINT64_C(1000000)
 #define MOUNTINFO_PATH "1/mountinfo"
@@ -436,61 +437,6 @@ __attribute__((format(printf, 2, 3))) static void text_add(struct text *t, const
                 return;
         }
         t->len += (size_t) n;
-}
-
-/* "2m30s", "10s", "500ms": the way durations are written in the configuration. */
-static const char *format_span(char *buf, size_t size, uint64_t usec) {
-        uint64_t s, h, m;
-        int n = 0;
-
-        if (usec < USEC_PER_SEC) {
-                snprintf(buf, size, "%llums", (unsigned long long) (usec / 1000));
-                return buf;
-        }
-        s = (usec + USEC_PER_SEC / 2) / USEC_PER_SEC;
-        h = s / 3600;
-        m = s % 3600 / 60;
-        s %= 60;
-        buf[0] = '\0';
-        if (h > 0)
-                n += snprintf(buf + n, size - (size_t) n, "%lluh", (unsigned long long) h);
-        if (m > 0 && (size_t) n < size)
-                n += snprintf(buf + n, size - (size_t) n, "%llum", (unsigned long long) m);
-        if (s > 0 && (size_t) n < size)
-                snprintf(buf + n, size - (size_t) n, "%llus", (unsigned long long) s);
-        return buf;
-}
-
-/* "312 MiB", "20.0 GiB", "512 B": three significant figures are what a human compares. */
-static const char *format_bytes(char *buf, size_t size, uint64_t bytes) {
-        static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
-        double v = (double) bytes;
-        size_t u = 0;
-
-        while (v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
-                v /= 1024;
-                u++;
-        }
-        snprintf(buf, size, v < 100 && u > 0 ? "%.1f %s" : "%.0f %s", v, units[u]);
-        return buf;
-}
-
-static double round_to(double v, unsigned decimals) {
-        double scale = 1;
-
-        while (decimals-- > 0)
-                scale *= 10;
-        return (double) (uint64_t) (v * scale + 0.5) / scale;
-}
-
-/* One decimal, or more when one would contradict the verdict ("5.0%, below 5%" for 4.96%). */
-static const char *format_percent(char *buf, size_t size, double v, double limit) {
-        unsigned decimals = 1;
-
-        while (decimals < 3 && (round_to(v, decimals) < limit) != (v < limit))
-                decimals++;
-        snprintf(buf, size, "%.*f%%", (int) decimals, v);
-        return buf;
 }
 
 /* The first characters of the line at s, non-printable ones as '?': for error messages. */
@@ -1063,13 +1009,13 @@ static void report_space(struct disk *d, struct mnt *m) {
                 snprintf(msg, sizeof(msg),
                          "statvfs of %s has not returned within %s (statvfs_timeout): a dead NFS server or a hung "
                          "device? Free space unknown",
-                         what, format_span(span, sizeof(span), c->statvfs_timeout));
+                         what, probe_format_span(span, sizeof(span), c->statvfs_timeout));
                 report(d, "OutOfDisk", m->key, NH_STATUS_UNKNOWN, "StatvfsTimeout", msg);
                 return;
         case CHECK_HUNG:
                 snprintf(msg, sizeof(msg),
                          "statvfs of %s has not returned for %s; no new check until it does. Free space unknown", what,
-                         format_span(span, sizeof(span), nh_now(d->ctx) - m->job_started));
+                         probe_format_span(span, sizeof(span), nh_now(d->ctx) - m->job_started));
                 report(d, "OutOfDisk", m->key, NH_STATUS_UNKNOWN, "StatvfsTimeout", msg);
                 return;
         case CHECK_START_FAILED:
@@ -1095,9 +1041,9 @@ static void report_space(struct disk *d, struct mnt *m) {
         percent = space_percent(st);
         low_space = percent < c->min_free_percent;
         snprintf(space_text, sizeof(space_text), "%s free of %s (%s)%s",
-                 format_bytes(avail_text, sizeof(avail_text), (uint64_t) st->f_bavail * frsize),
-                 format_bytes(total_text, sizeof(total_text), (uint64_t) st->f_blocks * frsize),
-                 format_percent(pct, sizeof(pct), percent, c->min_free_percent), low_space ? ", below " : "");
+                 probe_format_bytes(avail_text, sizeof(avail_text), (uint64_t) st->f_bavail * frsize),
+                 probe_format_bytes(total_text, sizeof(total_text), (uint64_t) st->f_blocks * frsize),
+                 probe_format_percent(pct, sizeof(pct), percent, c->min_free_percent), low_space ? ", below " : "");
         if (low_space)
                 snprintf(space_text + strlen(space_text), sizeof(space_text) - strlen(space_text), "%g%%",
                          c->min_free_percent);
@@ -1108,7 +1054,7 @@ static void report_space(struct disk *d, struct mnt *m) {
                 low_inodes = percent < c->min_free_inodes_percent;
                 snprintf(inode_text, sizeof(inode_text), "%llu of %llu inodes free (%s)%s",
                          (unsigned long long) st->f_favail, (unsigned long long) st->f_files,
-                         format_percent(pct, sizeof(pct), percent, c->min_free_inodes_percent),
+                         probe_format_percent(pct, sizeof(pct), percent, c->min_free_inodes_percent),
                          low_inodes ? ", below " : "");
                 if (low_inodes)
                         snprintf(inode_text + strlen(inode_text), sizeof(inode_text) - strlen(inode_text), "%g%%",
@@ -1212,7 +1158,8 @@ static void report_cycle(struct disk *d) {
                                 continue;
                         if (figures)
                                 text_add(&space, "%s %s (%s free)", n++ ? "," : "", m->mount_point,
-                                         format_percent(pct, sizeof(pct), space_percent(&m->st), c->min_free_percent));
+                                         probe_format_percent(pct, sizeof(pct), space_percent(&m->st),
+                                                              c->min_free_percent));
                         else
                                 text_add(&space, "%s %s (%s)", n++ ? "," : "", m->mount_point,
                                          m->check == CHECK_DONE && !m->error ? "no size" : "not checked");
@@ -1306,8 +1253,8 @@ static void collect(struct disk *d) {
                         d->waiting--;
                 } else
                         nh_log(d->ctx, NH_LOG_NOTICE, "statvfs of %s returned after %s%s%s", m->mount_point,
-                               format_span(span, sizeof(span), nh_now(d->ctx) - m->job_started), j->error ? ": " : "",
-                               j->error ? strerror(j->error) : "");
+                               probe_format_span(span, sizeof(span), nh_now(d->ctx) - m->job_started),
+                               j->error ? ": " : "", j->error ? strerror(j->error) : "");
                 m->job = job_unref(j);
         }
         if (d->cycle_pending && d->waiting == 0)
@@ -1337,7 +1284,7 @@ static void on_deadline(struct nh_probe_ctx *ctx, void *userdata) {
                 m->check = CHECK_TIMEOUT;
                 nh_log(ctx, NH_LOG_WARNING,
                        "statvfs of %s has not returned within %s; no further check of it until it does", m->mount_point,
-                       format_span(span, sizeof(span), d->config->statvfs_timeout));
+                       probe_format_span(span, sizeof(span), d->config->statvfs_timeout));
         }
         end_cycle(d);
 }

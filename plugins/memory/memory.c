@@ -44,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "../common/probe-text.h"
 
 #define USEC_PER_SEC UINT64_C(1000000)
 #define READ_BUFFER_SIZE 16384 /* meminfo is ~1.5 KiB, vmstat ~5 KiB on 6.x kernels: room to grow */
@@ -138,64 +139,6 @@ struct memory {
 };
 
 /* ---- formatting ---- */
-
-/* "2m30s", "10m", "1h", "45s", "500ms": the way durations are written in the configuration. */
-static const char *format_span(char *buf, size_t size, uint64_t usec) {
-        uint64_t s, h, m;
-        int n = 0;
-
-        if (usec < USEC_PER_SEC) {
-                snprintf(buf, size, "%llums", (unsigned long long) (usec / 1000));
-                return buf;
-        }
-        s = (usec + USEC_PER_SEC / 2) / USEC_PER_SEC;
-        h = s / 3600;
-        m = s % 3600 / 60;
-        s %= 60;
-        buf[0] = '\0';
-        if (h > 0)
-                n += snprintf(buf + n, size - (size_t) n, "%lluh", (unsigned long long) h);
-        if (m > 0 && (size_t) n < size)
-                n += snprintf(buf + n, size - (size_t) n, "%llum", (unsigned long long) m);
-        if (s > 0 && (size_t) n < size)
-                snprintf(buf + n, size - (size_t) n, "%llus", (unsigned long long) s);
-        return buf;
-}
-
-/* "120 MiB", "7.8 GiB": three significant figures are what a human compares. */
-static const char *format_kib(char *buf, size_t size, uint64_t kib) {
-        static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB"};
-        double v = (double) kib;
-        size_t u = 0;
-
-        while (v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
-                v /= 1024;
-                u++;
-        }
-        snprintf(buf, size, v < 100 && u > 0 ? "%.1f %s" : "%.0f %s", v, units[u]);
-        return buf;
-}
-
-static double round_to(double v, unsigned decimals) {
-        double scale = 1;
-
-        while (decimals-- > 0)
-                scale *= 10;
-        return (double) (uint64_t) (v * scale + 0.5) / scale;
-}
-
-/*
- * A percentage with one decimal, or more when one would contradict the verdict
- * ("5.0%, below 5%" for 4.96%).  v is in [0, 100].
- */
-static const char *format_percent(char *buf, size_t size, double v, double limit) {
-        unsigned decimals = 1;
-
-        while (decimals < 3 && (round_to(v, decimals) < limit) != (v < limit))
-                decimals++;
-        snprintf(buf, size, "%.*f%%", (int) decimals, v);
-        return buf;
-}
 
 /* Up to size-1 characters of the line at s, non-printable ones as '?': for error messages. */
 static const char *excerpt(char *buf, size_t size, const char *s) {
@@ -422,9 +365,9 @@ static void check_available(struct nh_probe_ctx *ctx, struct memory *m, struct n
         }
 
         percent = 100.0 * (double) avail / (double) total;
-        format_kib(avail_text, sizeof(avail_text), avail);
-        format_kib(total_text, sizeof(total_text), total);
-        format_percent(percent_text, sizeof(percent_text), percent, c->min_available_percent);
+        probe_format_bytes(avail_text, sizeof(avail_text), (avail) *1024);
+        probe_format_bytes(total_text, sizeof(total_text), (total) *1024);
+        probe_format_percent(percent_text, sizeof(percent_text), percent, c->min_available_percent);
         if (percent < c->min_available_percent) {
                 obs->status = NH_STATUS_TRUE;
                 obs->reason = "LowMemoryAvailable";
@@ -474,7 +417,7 @@ static void check_oom(struct nh_probe_ctx *ctx, struct memory *m, struct nh_obse
 
         *obs = (struct nh_observation){
                 .type = "FrequentOOMKill", .status = NH_STATUS_UNKNOWN, .reason = "VmstatUnreadable", .message = msg};
-        format_span(window_text, sizeof(window_text), c->oom_window);
+        probe_format_span(window_text, sizeof(window_text), c->oom_window);
         r = nh_read_file(ctx, NH_ROOT_PROC, "vmstat", m->buf, sizeof(m->buf), &len);
         if (r < 0) {
                 read_error(msg, msg_size, "/proc/vmstat", r);
@@ -533,7 +476,7 @@ static void check_oom(struct nh_probe_ctx *ctx, struct memory *m, struct nh_obse
         base = m->samples[0].time + c->oom_window >= now || m->n_samples == 2 ? &m->samples[0] : &m->samples[1];
         last = &m->samples[m->n_samples - 1];
         kills = last->count - base->count;
-        format_span(span_text, sizeof(span_text), now - base->time);
+        probe_format_span(span_text, sizeof(span_text), now - base->time);
         if (kills > (uint64_t) c->oom_kill_threshold) {
                 obs->status = NH_STATUS_TRUE;
                 obs->reason = "FrequentOOMKill";

@@ -99,6 +99,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include "../common/probe-text.h"
 
 #define USEC_PER_SEC UINT64_C(1000000)
 #define USEC_PER_MSEC UINT64_C(1000)
@@ -290,24 +291,6 @@ static const char *format_span(char *buf, size_t size, uint64_t usec) {
                 snprintf(buf, size, "%llus", (unsigned long long) (usec / USEC_PER_SEC));
         else
                 snprintf(buf, size, "%llums", (unsigned long long) ((usec + USEC_PER_MSEC / 2) / USEC_PER_MSEC));
-        return buf;
-}
-
-static double round_to(double v, unsigned decimals) {
-        double scale = 1;
-
-        while (decimals-- > 0)
-                scale *= 10;
-        return (double) (uint64_t) (v * scale + 0.5) / scale;
-}
-
-/* One decimal, or more when one would contradict the verdict ("90.0%" for 89.99% below 90%). */
-static const char *format_percent(char *buf, size_t size, double v, double limit) {
-        unsigned decimals = 1;
-
-        while (decimals < 3 && (round_to(v, decimals) >= limit) != (v >= limit))
-                decimals++;
-        snprintf(buf, size, "%.*f%%", (int) decimals, v);
         return buf;
 }
 
@@ -845,7 +828,7 @@ static void check_conntrack(struct network *n, struct nh_observation *obs, char 
                 return;
         }
         percent = 100.0 * (double) count / (double) max;
-        format_percent(percent_text, sizeof(percent_text), percent, limit);
+        probe_format_percent(percent_text, sizeof(percent_text), percent, limit);
         if (percent >= limit) {
                 obs->status = NH_STATUS_TRUE;
                 obs->reason = "ConntrackFull";

@@ -55,6 +55,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include "../common/probe-text.h"
 
 #define READ_BUFFER_SIZE 256 /* loadavg is ~30 bytes, the limits a dozen */
 #define EXCERPT_SIZE 64
@@ -125,28 +126,6 @@ struct cycle {
 };
 
 /* ---- formatting ---- */
-
-static double round_to(double v, unsigned decimals) {
-        double scale = 1;
-
-        while (decimals-- > 0)
-                scale *= 10;
-        return (double) (uint64_t) (v * scale + 0.5) / scale;
-}
-
-/*
- * A percentage with one decimal, or more when one would contradict the verdict
- * ("90.0%" for 89.96% below a 90% threshold).  v >= 0; far above 100 (a limit set below the
- * count) no rounding can contradict a threshold of at most 100, and round_to() must not overflow.
- */
-static const char *format_percent(char *buf, size_t size, double v, double threshold) {
-        unsigned decimals = 1;
-
-        while (v < 1000 && decimals < 3 && (round_to(v, decimals) >= threshold) != (v >= threshold))
-                decimals++;
-        snprintf(buf, size, "%.*f%%", (int) decimals, v);
-        return buf;
-}
 
 /* Up to size-1 characters of the line at s, non-printable ones as '?': for error messages. */
 static const char *excerpt(char *buf, size_t size, const char *s) {
@@ -425,7 +404,7 @@ static int pid_probe(struct nh_probe_ctx *ctx, void *state) {
                 /* Exhaustion seen on one limit stands even if another could not be read. */
                 obs.status = tightest->percent >= threshold ? NH_STATUS_TRUE : NH_STATUS_FALSE;
                 obs.reason = obs.status == NH_STATUS_TRUE ? "PIDExhaustion" : "PIDsAvailable";
-                format_percent(percent, sizeof(percent), tightest->percent, threshold);
+                probe_format_percent(percent, sizeof(percent), tightest->percent, threshold);
                 r = asprintf(&message, "%llu task%s in use%s%s, %s of the tightest limit %s %llu (threshold %g%%)%s%s",
                              (unsigned long long) tightest->count, tightest->count == 1 ? "" : "s",
                              tightest->cgroup ? " in cgroup " : "", tightest->cgroup ? s->cgroup_shown : "", percent,
