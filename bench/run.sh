@@ -7,7 +7,11 @@
 #   2. the real daemon with the shipped configuration: RSS after start, RSS and peak RSS
 #      after a soak of BENCH_SOAK_SECONDS (default 60), and its CPU time over the soak;
 #   3. bench/bench-kernel-log: the kernel_log probe and the shipped rules over a journal of
-#      BENCH_KLOG_ENTRIES (default one million) kernel entries; BENCH_KLOG=0 skips it;
+#      BENCH_KLOG_ENTRIES (default one million) kernel entries; then bench/bench-kmsg-latency:
+#      the real daemon, and the time from a /dev/kmsg write to its journal record (median and
+#      99th percentile over BENCH_KLOG_SAMPLES, default 200), with the probe reading /dev/kmsg
+#      (the shipped default) and reading the journal (as in a DaemonSet); needs root and a
+#      running journald.  BENCH_KLOG=0 skips part 3;
 #   4. the Kubernetes sink against the fake API server (tests/fake-apiserver/, python3):
 #      API requests per node-hour in steady state and under a probe flapping every second,
 #      and the spread of the first requests of BENCH_KUBE_DAEMONS (default 100) daemons
@@ -212,6 +216,11 @@ echo "# daemon exited 0 after SIGTERM"
 if [[ ${BENCH_KLOG:-1} != 0 ]]; then
         "$builddir/bench/bench-kernel-log" --entries "${BENCH_KLOG_ENTRIES:-1000000}" ||
                 die "bench-kernel-log failed (exit $?)"
+        for source in kmsg journal; do
+                "$builddir/bench/bench-kmsg-latency" --daemon "$daemon" --plugin-dir "$plugin_dir" --config "$config" \
+                        --rules "$srcdir/conf/npd/kernel-monitor.json" --source "$source" \
+                        --samples "${BENCH_KLOG_SAMPLES:-200}" || die "bench-kmsg-latency --source $source failed (exit $?)"
+        done
 fi
 
 # ---- 4. the Kubernetes sink against the fake API server ----

@@ -33,6 +33,7 @@ struct nh_table {
         struct feed *feeds;
         size_t n_feeds;
         nh_transition_fn on_transition;
+        nh_removal_fn on_removal;
         void *userdata;
 };
 
@@ -173,8 +174,11 @@ int nh_table_add_feed(struct nh_table *t, const char *owner, const char *type, c
 
         if (!t || !owner || !type || !params || params->raise_after < 1 || params->clear_after < 1)
                 return -EINVAL;
-        if (find_feed(t, owner, type))
+        f = find_feed(t, owner, type);
+        if (f) {
+                f->params = *params; /* a reloaded probe keeps its feed, with its new settings */
                 return -EEXIST;
+        }
 
         ci = find_condition(t, type);
         if (ci < 0) {
@@ -377,24 +381,50 @@ uint64_t nh_table_next_stale(const struct nh_table *t) {
         return next;
 }
 
-void nh_table_remove_owner(struct nh_table *t, const char *owner) {
-        size_t kept = 0;
+void nh_table_set_removal_listener(struct nh_table *t, nh_removal_fn on_removal) {
+        t->on_removal = on_removal;
+}
 
+static bool condition_fed(const struct nh_table *t, size_t c) {
+        for (size_t i = 0; i < t->n_feeds; i++)
+                if (t->feeds[i].condition == c)
+                        return true;
+        return false;
+}
+
+void nh_table_remove_feeds(struct nh_table *t, const char *owner, const char *type, bool keep_orphans,
+                           uint64_t real_now) {
+        size_t kept = 0, n_touched = 0;
+        size_t *touched;
+
+        if (!t || !owner)
+                return;
+        touched = calloc(t->n_feeds + 1, sizeof(*touched));
         for (size_t i = 0; i < t->n_feeds; i++) {
-                if (strcmp(t->feeds[i].owner, owner) == 0)
-                        feed_done(&t->feeds[i]);
-                else
-                        t->feeds[kept++] = t->feeds[i];
+                struct feed *f = &t->feeds[i];
+                if (strcmp(f->owner, owner) == 0 && (!type || strcmp(t->conditions[f->condition].type, type) == 0)) {
+                        if (touched)
+                                touched[n_touched++] = f->condition;
+                        feed_done(f);
+                } else
+                        t->feeds[kept++] = *f;
         }
         t->n_feeds = kept;
 
+        /* What the removed feeds decided, the others decide now. */
+        for (size_t i = 0; i < n_touched; i++)
+                if (condition_fed(t, touched[i]))
+                        aggregate(t, touched[i], real_now);
+        free(touched);
+        if (keep_orphans)
+                return;
+
         /* Drop conditions no feed refers to any more, renumbering the feeds' indices. */
         for (size_t c = t->n_conditions; c-- > 0;) {
-                bool used = false;
-                for (size_t i = 0; i < t->n_feeds; i++)
-                        used = used || t->feeds[i].condition == c;
-                if (used)
+                if (condition_fed(t, c))
                         continue;
+                if (t->on_removal)
+                        t->on_removal(t->userdata, t->conditions[c].type);
                 free(t->conditions[c].type);
                 free(t->conditions[c].reason);
                 free(t->conditions[c].message);
@@ -404,6 +434,18 @@ void nh_table_remove_owner(struct nh_table *t, const char *owner) {
                         if (t->feeds[i].condition > c)
                                 t->feeds[i].condition--;
         }
+}
+
+void nh_table_remove_owner(struct nh_table *t, const char *owner) {
+        nh_table_remove_feeds(t, owner, NULL, false, now_usec(CLOCK_REALTIME));
+}
+
+bool nh_table_has_feed(const struct nh_table *t, const char *owner, const char *type) {
+        for (size_t i = 0; t && i < t->n_feeds; i++)
+                if (strcmp(t->feeds[i].owner, owner) == 0 &&
+                    strcmp(t->conditions[t->feeds[i].condition].type, type) == 0)
+                        return true;
+        return false;
 }
 
 size_t nh_table_size(const struct nh_table *t) {

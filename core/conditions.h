@@ -36,6 +36,9 @@ struct nh_condition {
 #define NH_REASON_PROBE_FAILED "ProbeFailed"
 #define NH_REASON_PROBE_INIT_FAILED "ProbeInitFailed"
 #define NH_REASON_PROBE_TIMEOUT "ProbeTimeout"
+#define NH_REASON_PROBE_REMOVED "ProbeRemoved" /* a reload stopped the probe */
+#define NH_REASON_PROBE_CRASHED "ProbeCrashed" /* an isolated probe's host died or broke the protocol */
+#define NH_REASON_PROBE_MEMORY_LIMIT "ProbeMemoryLimit" /* an isolated probe's host outgrew memory_limit */
 
 struct nh_table;
 
@@ -53,7 +56,8 @@ struct nh_feed_params {
 
 /*
  * Declares that `owner` (a probe instance) reports `type`: the condition exists from now
- * on, Unknown/NotYetObserved until the first report.  0, -EEXIST, -EINVAL, -ENOMEM.
+ * on, Unknown/NotYetObserved until the first report.  0, -EEXIST (the feed exists; its
+ * params are updated), -EINVAL, -ENOMEM.
  */
 int nh_table_add_feed(struct nh_table *t, const char *owner, const char *type, const struct nh_feed_params *params,
                       uint64_t mono_now, uint64_t real_now);
@@ -72,8 +76,22 @@ void nh_table_check_stale(struct nh_table *t, uint64_t mono_now, uint64_t real_n
 /* The earliest monotonic time a feed can go stale, or UINT64_MAX. */
 uint64_t nh_table_next_stale(const struct nh_table *t);
 
-/* Removes the owner's feeds; conditions left without feeds disappear (no listener call). */
+/* A condition left without any feed was dropped from the table. */
+typedef void (*nh_removal_fn)(void *userdata, const char *type);
+void nh_table_set_removal_listener(struct nh_table *t, nh_removal_fn on_removal);
+
+/*
+ * Removes the owner's feed of `type`, or all its feeds when `type` is NULL (a probe that
+ * stopped).  Conditions other feeds still feed are aggregated again (a transition when the
+ * removed feed decided them).  A condition left without feeds is dropped and the removal
+ * listener hears of it — unless keep_orphans: then it stays, as it was, until a feed of its
+ * type is added again (standalone mode keeps a removed probe's last word).
+ */
+void nh_table_remove_feeds(struct nh_table *t, const char *owner, const char *type, bool keep_orphans,
+                           uint64_t real_now);
+/* nh_table_remove_feeds(t, owner, NULL, false, now). */
 void nh_table_remove_owner(struct nh_table *t, const char *owner);
+bool nh_table_has_feed(const struct nh_table *t, const char *owner, const char *type);
 
 size_t nh_table_size(const struct nh_table *t);
 const struct nh_condition *nh_table_get(const struct nh_table *t, size_t i);

@@ -12,14 +12,18 @@
 #include <sys/stat.h>
 
 #include "cfgmap.h"
+#include "http.h"
 #include "util.h"
 
 /* A configuration file larger than this is a mistake, not a configuration. */
 #define CONFIG_FILE_MAX (4u * 1024u * 1024u)
 
 char *const nh_probe_core_keys[] = {
-        "plugin", "enabled", "interval", "timeout", "raise_after", "clear_after", "isolation", "take_over", NULL,
+        "plugin",      "enabled",   "interval",  "timeout",      "raise_after",
+        "clear_after", "isolation", "take_over", "memory_limit", NULL,
 };
+
+char *const nh_shipped_plugins[] = {"memory", "pid", "network", "disk", "kernel_log", "custom", "example", NULL};
 
 static const char *const isolation_names[_NH_ISOLATION_MAX] = {
         [NH_ISOLATION_INPROCESS] = "inprocess",
@@ -165,8 +169,13 @@ static const struct nh_cfg_entry probe_table[] = {
          .max = 1000},
         {.type = NH_CFG_STRING,
          .key = "isolation",
-         .def = "inprocess",
+         .def = NULL, /* by the plugin: see load_probe() */
          .offset = offsetof(struct nh_probe_config, isolation_name),
+         .help = ""},
+        {.type = NH_CFG_STRING,
+         .key = "memory_limit",
+         .def = NULL, /* isolated probes: NH_DEFAULT_MEMORY_LIMIT */
+         .offset = offsetof(struct nh_probe_config, memory_limit_name),
          .help = ""},
         {.type = NH_CFG_STRING_LIST,
          .key = "take_over",
@@ -361,6 +370,57 @@ static int section(struct nh_config *c, const char *key, const struct nh_cfg_ent
         return cfgmap_apply(&s, 1, obj, c->positions, what, NULL, ret_error);
 }
 
+/* "64MiB", "512KiB", "2GiB" (K, M, G alone are binary too) or a number of bytes. 0 or -EINVAL. */
+static int parse_size(const char *s, uint64_t *ret) {
+        static const struct {
+                const char *suffix;
+                unsigned shift;
+        } units[] = {{"KiB", 10}, {"MiB", 20}, {"GiB", 30}, {"K", 10}, {"M", 20}, {"G", 30}, {"B", 0}, {"", 0}};
+        char *end = NULL;
+        unsigned long long v;
+
+        if (*s < '0' || *s > '9')
+                return -EINVAL;
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno != 0)
+                return -EINVAL;
+        for (size_t i = 0; i < ELEMENTSOF(units); i++)
+                if (strcmp(end, units[i].suffix) == 0) {
+                        if (v > (UINT64_MAX >> units[i].shift))
+                                return -EINVAL;
+                        *ret = (uint64_t) v << units[i].shift;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+static int load_memory_limit(struct nh_config *c, const cJSON *obj, struct nh_probe_config *p, const char *what,
+                             char **ret_error) {
+        struct json_pos pos = json_pos_value(c->positions, cJSON_GetObjectItemCaseSensitive(obj, "memory_limit"));
+        uint64_t v = 0;
+
+        if (p->isolation != NH_ISOLATION_PROCESS) {
+                if (!p->memory_limit_name)
+                        return 0;
+                *ret_error = json_pos_error(pos,
+                                            "\"memory_limit\" in %s applies only to a probe with \"isolation\": "
+                                            "\"process\"",
+                                            what);
+                return -EINVAL;
+        }
+        if (parse_size(p->memory_limit_name ? p->memory_limit_name : NH_DEFAULT_MEMORY_LIMIT, &v) < 0 ||
+            v < NH_MEMORY_LIMIT_MIN || v > NH_MEMORY_LIMIT_MAX) {
+                *ret_error = json_pos_error(pos,
+                                            "\"memory_limit\" in %s must be a size from 8MiB to 64GiB, such as "
+                                            "\"128MiB\" or \"1GiB\" (a bare number is bytes)",
+                                            what);
+                return -EINVAL;
+        }
+        p->memory_limit = v;
+        return 0;
+}
+
 static int load_probe(struct nh_config *c, const cJSON *obj, struct nh_probe_config *p, char **ret_error) {
         struct cfg_section s = {probe_table, p};
         _cleanup_free_ char *what = NULL;
@@ -409,21 +469,24 @@ static int load_probe(struct nh_config *c, const cJSON *obj, struct nh_probe_con
                 return -EINVAL;
         }
 
+        /* What nodehealthd ships runs in the daemon; anything else is someone else's code. */
+        if (!p->isolation_name) {
+                p->isolation_name = strdup(strv_contains(nh_shipped_plugins, p->plugin) ? "inprocess" : "process");
+                if (!p->isolation_name)
+                        return -ENOMEM;
+        }
         p->isolation = _NH_ISOLATION_INVALID;
         for (int i = 0; i < _NH_ISOLATION_MAX; i++)
                 if (strcmp(p->isolation_name, isolation_names[i]) == 0)
                         p->isolation = (enum nh_isolation) i;
-        if (p->isolation < 0 || p->isolation == NH_ISOLATION_PROCESS) {
+        if (p->isolation < 0) {
                 struct json_pos pos = json_pos_value(c->positions, cJSON_GetObjectItemCaseSensitive(obj, "isolation"));
-                *ret_error =
-                        p->isolation < 0
-                                ? json_pos_error(pos, "\"isolation\" in %s must be \"inprocess\" or \"process\"", what)
-                                : json_pos_error(pos,
-                                                 "\"isolation\": \"process\" in %s is not available in this "
-                                                 "version; use \"inprocess\"",
-                                                 what);
+                *ret_error = json_pos_error(pos, "\"isolation\" in %s must be \"inprocess\" or \"process\"", what);
                 return -EINVAL;
         }
+        r = load_memory_limit(c, obj, p, what, ret_error);
+        if (r < 0)
+                return r;
 
         for (size_t i = 0; p->take_over && p->take_over[i]; i++) {
                 const cJSON *list = cJSON_GetObjectItemCaseSensitive(obj, "take_over");
@@ -477,6 +540,48 @@ static int load_probes(struct nh_config *c, char **ret_error) {
         return 0;
 }
 
+/* http.listen: "" (no endpoint), "IPV4:PORT" or "[IPV6]:PORT". */
+static int check_listen(struct nh_config *c, char **ret_error) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(c->tree, "http"), "listen");
+        struct sockaddr_storage ss;
+        socklen_t len;
+        const char *why = NULL;
+
+        if (!c->http_listen || !*c->http_listen || nh_http_parse_listen(c->http_listen, &ss, &len, &why) >= 0)
+                return 0;
+        *ret_error = json_pos_error(json_pos_value(c->positions, v),
+                                    "\"listen\" in \"http\" must be \"IPV4:PORT\", \"[IPV6]:PORT\" or \"\" (off), not "
+                                    "\"%s\": %s",
+                                    c->http_listen, why);
+        return -EINVAL;
+}
+
+int nh_config_add_probe(struct nh_config *c, const char *name, char **ret_error) {
+        cJSON *probes = cJSON_GetObjectItemCaseSensitive(c->tree, "probes"), *obj;
+        struct nh_probe_config *grown;
+        int r;
+
+        *ret_error = NULL;
+        if (!probes) {
+                probes = cJSON_AddObjectToObject(c->tree, "probes");
+                if (!probes)
+                        return -ENOMEM;
+        }
+        if (cJSON_GetObjectItemCaseSensitive(probes, name))
+                return -EEXIST;
+        grown = realloc(c->probes, (c->n_probes + 2) * sizeof(*grown));
+        if (!grown)
+                return -ENOMEM;
+        c->probes = grown;
+        memset(&c->probes[c->n_probes], 0, 2 * sizeof(*grown));
+        obj = cJSON_AddObjectToObject(probes, name);
+        if (!obj)
+                return -ENOMEM;
+        r = load_probe(c, obj, &c->probes[c->n_probes], ret_error);
+        c->n_probes++; /* counted even on failure so nh_config_free() frees it */
+        return r;
+}
+
 static const char *const sections[] = {"defaults", "probes", "kubernetes", "journal", "http", NULL};
 
 int nh_config_load(const char *path, struct nh_config **ret, char **ret_error) {
@@ -519,6 +624,9 @@ int nh_config_load(const char *path, struct nh_config **ret, char **ret_error) {
         if (r < 0)
                 return r;
         r = section(c, "http", http_table, c, ret_error);
+        if (r < 0)
+                return r;
+        r = check_listen(c, ret_error);
         if (r < 0)
                 return r;
         r = load_probes(c, ret_error);

@@ -32,8 +32,10 @@ struct nh_probe_config {
         bool enabled;
         uint64_t interval, timeout;
         int64_t raise_after, clear_after;
-        char *isolation_name;
+        char *isolation_name; /* default: "inprocess" for nh_shipped_plugins, else "process" */
         enum nh_isolation isolation;
+        char *memory_limit_name;
+        uint64_t memory_limit; /* bytes; isolated probes only (0 for in-process ones) */
         char **take_over; /* kubelet- or CNI-owned types this probe may write */
         const cJSON *json; /* the probe's object in the merged tree */
 };
@@ -70,8 +72,21 @@ int nh_config_load(const char *path, struct nh_config **ret, char **ret_error);
 struct nh_config *nh_config_free(struct nh_config *c);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct nh_config *, nh_config_free)
 
+/*
+ * Adds probe `name` with every setting at its default, as `"probes": {"NAME": {}}` would: a
+ * drop-in plugin found in a plugin directory.  Moves c->probes (call it before any probe
+ * instance points into it).  0, -EEXIST, -ENOMEM, or -EINVAL with the reason in *ret_error.
+ */
+int nh_config_add_probe(struct nh_config *c, const char *name, char **ret_error);
+
 /* The probe keys the core owns; a plugin's table may not reuse them. */
 extern char *const nh_probe_core_keys[];
+
+/* Plugins shipped with nodehealthd: they run in the daemon unless "isolation" says otherwise. */
+extern char *const nh_shipped_plugins[];
+#define NH_DEFAULT_MEMORY_LIMIT "128MiB"
+#define NH_MEMORY_LIMIT_MIN (UINT64_C(8) << 20)
+#define NH_MEMORY_LIMIT_MAX (UINT64_C(64) << 30)
 
 /* Kubernetes types the kubelet or the CNI writes; NULL when `type` is ours to write. */
 const char *nh_condition_owner(const char *type);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "daemon.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -14,15 +15,17 @@
 #include <unistd.h>
 
 #include "conditions.h"
+#include "http.h"
 #include "kubeconfig.h"
 #include "loader.h"
 #include "log.h"
+#include "probe-remote.h"
 #include "probe.h"
 #include "sink-kubernetes.h"
 #include "sink.h"
 #include "util.h"
 
-#define MAX_SINKS 4
+#define MAX_SINKS 8
 
 struct nh_daemon {
         const struct nh_options *opts;
@@ -31,6 +34,7 @@ struct nh_daemon {
         struct nh_kube_credentials *kube; /* NULL: standalone */
         char **plugin_dirs;
         sd_event *event;
+        struct nh_children *children;
         struct nh_table *table;
         struct nh_probe_host host;
 
@@ -43,6 +47,8 @@ struct nh_daemon {
         size_t n_sinks;
         bool sinks_started; /* the first cycle has ended and the sinks have the table */
         bool ready; /* READY=1 sent: transitions update systemd's STATUS= */
+        uint64_t n_reloads, n_reload_failures; /* SIGHUP: applied, refused */
+        struct nh_http *http; /* /metrics, /healthz, /conditions; NULL when http.listen is "" */
 };
 
 static const char *const default_roots[_NH_ROOT_MAX] = {
@@ -61,9 +67,11 @@ struct nh_daemon *nh_daemon_free(struct nh_daemon *d) {
         free(d->probes);
         free(d->timers);
         sd_event_source_disable_unref(d->stale_timer);
+        nh_http_free(d->http); /* before the sinks: it reads the metrics sink */
         for (size_t i = 0; i < d->n_sinks; i++)
                 nh_sink_free(d->sinks[i]);
         nh_table_free(d->table);
+        nh_children_free(d->children);
         for (int i = 0; i < _NH_ROOT_MAX; i++)
                 if (d->host.root_fds[i] >= 0)
                         close(d->host.root_fds[i]);
@@ -90,6 +98,14 @@ static void on_transition(void *userdata, const struct nh_condition *c, enum nh_
                         d->sinks[i]->ops->transition(d->sinks[i], d->node_name, c, old);
         if (d->ready)
                 notify_status(d, false);
+}
+
+static void on_removal(void *userdata, const char *type) {
+        struct nh_daemon *d = userdata;
+
+        for (size_t i = 0; i < d->n_sinks; i++)
+                if (d->sinks[i]->ops->removed)
+                        d->sinks[i]->ops->removed(d->sinks[i], d->node_name, type);
 }
 
 static void on_event(void *userdata, const char *probe, const char *reason, const char *message) {
@@ -153,18 +169,29 @@ static int open_roots(struct nh_daemon *d, char **ret_error) {
         return 0;
 }
 
-/* Loads and configures one probe.  Returns 0 (also when the plugin is skipped) or a config error. */
-static int add_probe(struct nh_daemon *d, const struct nh_probe_config *cfg, char **ret_error) {
+/*
+ * Loads and configures one probe of `config`.  Returns 0 and the instance in *ret, 0 and
+ * NULL when the plugin is skipped (missing or refused: logged), or a config error.
+ */
+static int open_probe(struct nh_daemon *d, const struct nh_config *config, const struct nh_probe_config *cfg,
+                      struct nh_probe_ctx **ret, char **ret_error) {
         _cleanup_free_ char *why = NULL;
         struct nh_plugin_handle *handle = NULL;
-        struct nh_probe_ctx *p = NULL;
         bool strict = d->opts->action == NH_ACTION_CHECK_CONFIG;
         int r;
 
-        r = nh_plugin_open(d->plugin_dirs, cfg->plugin, &handle, &why);
+        if (cfg->isolation == NH_ISOLATION_PROCESS) {
+                /* Checked in a throwaway probe host: its keys' errors are configuration errors too. */
+                r = nh_probe_remote_open(&d->host, cfg, strict, &handle, &why);
+                if (r == -EUCLEAN) {
+                        *ret_error = TAKE_PTR(why);
+                        return -EINVAL;
+                }
+        } else
+                r = nh_plugin_open(d->plugin_dirs, cfg->plugin, &handle, &why);
         if (r < 0) {
                 _cleanup_free_ char *dirs = NULL;
-                struct json_pos pos = json_pos_key(d->config->positions, cfg->json);
+                struct json_pos pos = json_pos_key(config->positions, cfg->json);
                 size_t len = 0;
                 FILE *f = open_memstream(&dirs, &len);
 
@@ -176,18 +203,21 @@ static int add_probe(struct nh_daemon *d, const struct nh_probe_config *cfg, cha
                         *ret_error = json_pos_error(pos, "probe \"%s\": plugin %s.so is in none of: %s", cfg->name,
                                                     cfg->plugin, dirs && *dirs ? dirs : "(no plugin directory)");
                 else
-                        *ret_error = json_pos_error(pos, "probe \"%s\": %s", cfg->name, why ? why : strerror(-r));
+                        *ret_error = json_pos_error(pos, "%sprobe \"%s\": %s", pos.file ? "" : "drop-in ", cfg->name,
+                                                    why ? why : strerror(-r));
                 if (strict)
                         return -EINVAL;
                 log_error("%s; the probe is skipped", *ret_error ? *ret_error : "cannot load a plugin");
                 free(*ret_error);
                 *ret_error = NULL;
+                *ret = NULL;
                 return 0;
         }
+        return nh_probe_new(&d->host, cfg, handle, config->positions, ret, ret_error);
+}
 
-        r = nh_probe_new(&d->host, cfg, handle, d->config->positions, &p, ret_error);
-        if (r < 0)
-                return r;
+/* Appends an instance (taken) to the daemon's probes, without a timer yet. */
+static int append_probe(struct nh_daemon *d, struct nh_probe_ctx *p) {
 
         struct nh_probe_ctx **grown = realloc(d->probes, (d->n_probes + 1) * sizeof(*grown));
         sd_event_source **timers = grown ? realloc(d->timers, (d->n_probes + 1) * sizeof(*timers)) : NULL;
@@ -202,6 +232,62 @@ static int add_probe(struct nh_daemon *d, const struct nh_probe_config *cfg, cha
         d->probes[d->n_probes] = p;
         d->timers[d->n_probes] = NULL;
         d->n_probes++;
+        return 0;
+}
+
+static int add_probe(struct nh_daemon *d, const struct nh_probe_config *cfg, char **ret_error) {
+        struct nh_probe_ctx *p = NULL;
+        int r = open_probe(d, d->config, cfg, &p, ret_error);
+
+        if (r < 0 || !p)
+                return r;
+        return append_probe(d, p);
+}
+
+static bool uses_plugin(const struct nh_config *c, const char *name) {
+        for (size_t i = 0; i < c->n_probes; i++)
+                if (strcmp(c->probes[i].name, name) == 0 || strcmp(c->probes[i].plugin, name) == 0)
+                        return true;
+        return false;
+}
+
+/*
+ * Drop-in probes: a NAME.so in a plugin directory of the configuration that nodehealthd does
+ * not ship and that no probe of the configuration names runs as probe NAME with the default
+ * settings (isolated, since it is not ours).  A probe entry with "enabled": false turns one
+ * off.  Directories given with --plugin-dir (a build tree full of test plugins) are searched
+ * for the configured probes only.
+ */
+static int add_dropins(const struct nh_daemon *d, struct nh_config *c) {
+        char *const *dirs = d->opts->plugin_dirs ? NULL : d->plugin_dirs;
+
+        for (size_t i = 0; dirs && dirs[i]; i++) {
+                _cleanup_(closedirp) DIR *dir = opendir(dirs[i]);
+                struct dirent *de;
+
+                while (dir && (de = readdir(dir))) {
+                        _cleanup_free_ char *name = NULL, *error = NULL;
+                        size_t len = strlen(de->d_name);
+                        int r;
+
+                        if (len <= 3 || strcmp(de->d_name + len - 3, ".so") != 0 || de->d_name[0] == '.')
+                                continue;
+                        name = strndup(de->d_name, len - 3);
+                        if (!name)
+                                return -ENOMEM;
+                        if (strv_contains(nh_shipped_plugins, name) || uses_plugin(c, name))
+                                continue;
+                        r = nh_config_add_probe(c, name, &error);
+                        if (r == -ENOMEM)
+                                return r;
+                        if (r < 0) {
+                                log_warning("Drop-in %s/%s is not a usable probe name: %s", dirs[i], de->d_name,
+                                            error ? error : strerror(-r));
+                                continue;
+                        }
+                        log_info("Drop-in probe %s from %s/%s", name, dirs[i], de->d_name);
+                }
+        }
         return 0;
 }
 
@@ -232,6 +318,8 @@ int nh_daemon_new(const struct nh_options *opts, struct nh_config *config, struc
         d->plugin_dirs = strv_copy(opts->plugin_dirs ? opts->plugin_dirs : config->plugin_dirs);
         if (!d->plugin_dirs)
                 return -ENOMEM;
+        d->host.config_path = opts->config_path;
+        d->host.plugin_dirs = d->plugin_dirs;
 
         r = resolve_node_name(d);
         if (r < 0)
@@ -261,13 +349,23 @@ int nh_daemon_new(const struct nh_options *opts, struct nh_config *config, struc
         if (r < 0)
                 return r;
         d->host.event = d->event;
+        /* A subreaper: what a probe's scripts leave behind is reaped here, not by init. */
+        r = nh_children_new(d->event, opts->action != NH_ACTION_CHECK_CONFIG, &d->children);
+        if (r < 0)
+                return r;
+        d->host.children = d->children;
 
         d->table = nh_table_new(on_transition, d);
+        if (d->table)
+                nh_table_set_removal_listener(d->table, on_removal);
 
         if (!d->table)
                 return -ENOMEM;
         d->host.table = d->table;
 
+        r = add_dropins(d, config);
+        if (r < 0)
+                return r;
         for (size_t i = 0; i < config->n_probes; i++) {
                 if (!config->probes[i].enabled)
                         continue;
@@ -325,7 +423,15 @@ static void maybe_start_sinks(struct nh_daemon *d) {
         }
 }
 
+static int arm_stale_timer(struct nh_daemon *d);
+
 static void on_cycle_done(void *userdata, struct nh_probe_ctx *p) {
+        struct nh_daemon *d = userdata;
+        uint64_t t;
+
+        /* An isolated probe declares its types once its probe host runs: the staleness timer learns of them here. */
+        if (d->stale_timer && sd_event_source_get_time(d->stale_timer, &t) >= 0 && nh_table_next_stale(d->table) < t)
+                (void) arm_stale_timer(d);
         maybe_start_sinks(userdata);
 }
 
@@ -391,6 +497,16 @@ static int on_probe_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
+static int arm_probe_timer(struct nh_daemon *d, size_t i) {
+        const struct nh_probe_config *cfg = nh_probe_config(d->probes[i]);
+        uint64_t accuracy = cfg->interval / 20 > USEC_PER_MSEC ? cfg->interval / 20 : USEC_PER_MSEC;
+
+        if (!nh_probe_running(d->probes[i]) || d->timers[i])
+                return 0;
+        return sd_event_add_time_relative(d->event, &d->timers[i], CLOCK_MONOTONIC, next_delay(cfg), accuracy,
+                                          on_probe_timer, d->probes[i]);
+}
+
 static int on_stale_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         struct nh_daemon *d = userdata;
 
@@ -420,8 +536,255 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
         return sd_event_exit(sd_event_source_get_event(s), 0);
 }
 
+/* ---- reload (SIGHUP) ---- */
+
+static bool strv_equal(char *const *a, char *const *b) {
+        size_t i = 0;
+
+        for (; a && b && a[i] && b[i]; i++)
+                if (strcmp(a[i], b[i]) != 0)
+                        return false;
+        return (!a || !a[i]) && (!b || !b[i]);
+}
+
+/* Every setting of the probe the same, its own keys included. */
+static bool same_probe(const struct nh_probe_config *a, const struct nh_probe_config *b) {
+        return strcmp(a->plugin, b->plugin) == 0 && a->interval == b->interval && a->timeout == b->timeout &&
+               a->raise_after == b->raise_after && a->clear_after == b->clear_after && a->isolation == b->isolation &&
+               a->memory_limit == b->memory_limit && strv_equal(a->take_over, b->take_over) &&
+               cJSON_Compare(a->json, b->json, true);
+}
+
+/* Is the plugin file the search finds now another one than the instance runs? */
+static bool plugin_file_changed(const struct nh_daemon *d, const struct nh_probe_ctx *p) {
+        const struct nh_plugin_handle *h = nh_probe_handle(p);
+        const char *plugin = nh_probe_config(p)->plugin;
+
+        if (!h || h->file.st_ino == 0)
+                return false; /* nothing known to compare with */
+        for (size_t i = 0; d->plugin_dirs && d->plugin_dirs[i]; i++) {
+                _cleanup_free_ char *path = NULL;
+                struct stat st;
+
+                if (asprintf(&path, "%s/%s.so", d->plugin_dirs[i], plugin) < 0)
+                        return false;
+                if (lstat(path, &st) < 0)
+                        continue;
+                return st.st_dev != h->file.st_dev || st.st_ino != h->file.st_ino ||
+                       st.st_mtim.tv_sec != h->file.st_mtim.tv_sec || st.st_mtim.tv_nsec != h->file.st_mtim.tv_nsec ||
+                       st.st_size != h->file.st_size;
+        }
+        return true; /* gone: the open will say so */
+}
+
+static ssize_t find_probe(const struct nh_daemon *d, const char *name) {
+        for (size_t i = 0; i < d->n_probes; i++)
+                if (d->probes[i] && strcmp(nh_probe_name(d->probes[i]), name) == 0)
+                        return (ssize_t) i;
+        return -1;
+}
+
+/*
+ * A probe that stopped (removed from the configuration, or its plugin from the directory):
+ * its conditions say so in the journal and on stdout, then they leave the Node.  Without an
+ * API server there is no Node: they stay, Unknown, so a removed check is not mistaken for a
+ * healthy one.
+ */
+static void retire_probe(struct nh_daemon *d, const char *name) {
+        _cleanup_free_ char *message = NULL;
+        uint64_t now = now_usec(CLOCK_REALTIME);
+
+        if (asprintf(&message, "probe %s was removed from the configuration or its plugin directory", name) < 0)
+                message = NULL;
+        (void) nh_table_mark_unknown(d->table, name, NH_REASON_PROBE_REMOVED, message ? message : "probe removed",
+                                     now);
+        nh_table_remove_feeds(d->table, name, NULL, !d->kube, now);
+}
+
+/* A restarted instance's types that it no longer reports leave with it. */
+static void drop_undeclared(struct nh_daemon *d, struct nh_probe_ctx *p) {
+        const char *name = nh_probe_name(p);
+
+        for (size_t i = nh_table_size(d->table); i-- > 0;) {
+                const struct nh_condition *c = nh_table_get(d->table, i);
+                if (c && nh_table_has_feed(d->table, name, c->type) && !nh_probe_declares(p, c->type)) {
+                        _cleanup_free_ char *type = strdup(c->type);
+                        if (type)
+                                nh_table_remove_feeds(d->table, name, type, !d->kube, now_usec(CLOCK_REALTIME));
+                }
+        }
+}
+
+/* Settings that only a restart applies: said once per reload, the old value stays. */
+static void warn_restart_only(const struct nh_config *old, const struct nh_config *new) {
+        if (!streq_null(old->node_name, new->node_name))
+                log_warning("Reload: \"node_name\" changed; it takes effect at the next restart");
+        if (old->kubernetes_heartbeat != new->kubernetes_heartbeat ||
+            old->kubernetes_events != new->kubernetes_events)
+                log_warning("Reload: \"kubernetes\" changed; it takes effect at the next restart");
+        if (old->journal_enabled != new->journal_enabled)
+                log_warning("Reload: \"journal\" changed; it takes effect at the next restart");
+        if (!streq_null(old->http_listen, new->http_listen))
+                log_warning("Reload: \"http\" changed; it takes effect at the next restart");
+        if (!strv_equal(old->plugin_dirs, new->plugin_dirs))
+                log_warning("Reload: \"plugin_dirs\" changed; it takes effect at the next restart");
+}
+
+int nh_daemon_reload(struct nh_daemon *d) {
+        _cleanup_(nh_config_freep) struct nh_config *config = NULL;
+        _cleanup_free_ char *error = NULL;
+        struct nh_probe_ctx **next = NULL;
+        const struct nh_probe_config **next_cfg = NULL;
+        bool *kept = NULL, *late = NULL, *reused = NULL;
+        size_t n_next = 0, n_kept = 0, n_started = 0, n_stopped = 0;
+        int r;
+
+        (void) sd_notify(false, "RELOADING=1\nSTATUS=Reloading the configuration");
+        r = nh_config_load(d->opts->config_path, &config, &error);
+        if (r >= 0)
+                r = add_dropins(d, config);
+        if (r < 0)
+                goto refused;
+
+        next = calloc(config->n_probes + 1, sizeof(*next));
+        next_cfg = calloc(config->n_probes + 1, sizeof(*next_cfg));
+        late = calloc(config->n_probes + 1, sizeof(*late));
+        reused = calloc(config->n_probes + 1, sizeof(*reused));
+        kept = calloc(d->n_probes + 1, sizeof(*kept));
+        if (!next || !next_cfg || !late || !reused || !kept) {
+                r = -ENOMEM;
+                goto refused;
+        }
+
+        /*
+         * Prepare everything that can fail before anything changes: a probe key that does not
+         * fit its plugin refuses the whole reload, and the old configuration stays in force.
+         */
+        for (size_t i = 0; i < config->n_probes; i++) {
+                const struct nh_probe_config *cfg = &config->probes[i];
+                ssize_t old;
+
+                if (!cfg->enabled)
+                        continue;
+                old = find_probe(d, cfg->name);
+                next_cfg[n_next] = cfg;
+                if (old >= 0 && same_probe(nh_probe_config(d->probes[old]), cfg) &&
+                    !plugin_file_changed(d, d->probes[old])) {
+                        kept[old] = reused[n_next] = true;
+                        next[n_next++] = d->probes[old];
+                        continue;
+                }
+                if (old >= 0 && cfg->isolation == NH_ISOLATION_INPROCESS && plugin_file_changed(d, d->probes[old])) {
+                        /* The loader would find the old mapping by name: opened once the old one is closed. */
+                        late[n_next++] = true;
+                        continue;
+                }
+                r = open_probe(d, config, cfg, &next[n_next], &error);
+                if (r < 0)
+                        goto refused;
+                n_next++;
+        }
+
+        /* Commit. */
+        warn_restart_only(d->config, config);
+        for (size_t i = 0; i < d->n_probes; i++) {
+                bool replaced = false;
+
+                if (kept[i])
+                        continue;
+                for (size_t k = 0; k < n_next; k++)
+                        replaced = replaced || ((next[k] || late[k]) &&
+                                                strcmp(next_cfg[k]->name, nh_probe_name(d->probes[i])) == 0);
+                if (!replaced) {
+                        _cleanup_free_ char *name = strdup(nh_probe_name(d->probes[i]));
+                        if (name)
+                                retire_probe(d, name);
+                }
+                d->timers[i] = sd_event_source_disable_unref(d->timers[i]);
+                d->probes[i] = nh_probe_free(d->probes[i]);
+                n_stopped++;
+        }
+        for (size_t k = 0; k < n_next; k++) {
+                if (!late[k])
+                        continue;
+                _cleanup_free_ char *late_error = NULL;
+                if (open_probe(d, config, next_cfg[k], &next[k], &late_error) < 0)
+                        log_error("Reload: %s; the probe is skipped", late_error ? late_error : "cannot load it");
+                if (!next[k])
+                        retire_probe(d, next_cfg[k]->name);
+        }
+
+        /* The new set: kept instances first move to the new configuration's settings. */
+        for (size_t i = 0; i < d->n_probes; i++)
+                d->timers[i] = sd_event_source_disable_unref(d->timers[i]);
+        free(d->probes);
+        free(d->timers);
+        d->probes = calloc(n_next + 1, sizeof(*d->probes));
+        d->timers = calloc(n_next + 1, sizeof(*d->timers));
+        d->n_probes = 0;
+        if (!d->probes || !d->timers) {
+                log_error("Reload: out of memory; every probe stopped");
+                for (size_t k = 0; k < n_next; k++)
+                        nh_probe_free(next[k]);
+                d->n_probes = 0;
+                r = -ENOMEM;
+                goto done;
+        }
+        for (size_t k = 0; k < n_next; k++) {
+                struct nh_probe_ctx *p = next[k];
+
+                if (!p)
+                        continue;
+                nh_probe_set_config(p, next_cfg[k]);
+                d->probes[d->n_probes++] = p;
+                if (reused[k])
+                        continue;
+                (void) nh_probe_start(p);
+                drop_undeclared(d, p);
+                n_started++;
+        }
+        n_kept = d->n_probes - n_started;
+        free(next);
+        next = NULL;
+
+        nh_config_free(d->config);
+        d->config = TAKE_PTR(config);
+        for (size_t i = 0; i < d->n_probes; i++) {
+                r = arm_probe_timer(d, i);
+                if (r < 0)
+                        log_error_errno(r, "Reload: cannot arm the timer of probe %s: %m", nh_probe_name(d->probes[i]));
+        }
+        /* New and restarted probes report at once, not an interval later. */
+        for (size_t i = 0; i < d->n_probes; i++)
+                if (d->timers[i] && !nh_probe_pending(d->probes[i]))
+                        (void) sd_event_source_set_time(d->timers[i], 0);
+        (void) arm_stale_timer(d);
+        d->n_reloads++;
+        log_info("Reloaded %s: %zu probes (%zu unchanged, %zu started, %zu stopped)", d->opts->config_path,
+                 d->n_probes, n_kept, n_started, n_stopped);
+        r = 0;
+        goto done;
+
+refused:
+        for (size_t k = 0; next && reused && k < n_next; k++)
+                if (!reused[k])
+                        nh_probe_free(next[k]);
+        d->n_reload_failures++;
+        log_error("Reload refused, the configuration in force stays: %s",
+                  error ? error : r == -ENOMEM ? "out of memory" : strerror(-r));
+done:
+        free(next);
+        free(next_cfg);
+        free(kept);
+        free(late);
+        free(reused);
+        notify_status(d, true);
+        return r;
+}
+
 static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
-        log_notice("Received SIGHUP: reloading the configuration is not implemented yet; restart to apply changes");
+        log_info("Received SIGHUP, reloading %s", ((struct nh_daemon *) userdata)->opts->config_path);
+        (void) nh_daemon_reload(userdata);
         return 0;
 }
 
@@ -435,6 +798,43 @@ static void notify_status(struct nh_daemon *d, bool ready) {
         }
         (void) sd_notifyf(false, "%sSTATUS=%zu probes, %zu conditions: %zu True, %zu Unknown", ready ? "READY=1\n" : "",
                           d->n_probes, nh_table_size(d->table), n_true, n_unknown);
+}
+
+/* What /metrics, /healthz and /conditions read, at the moment a request asks. */
+static void http_collect(void *userdata, struct nh_metrics_input *ret, struct nh_sink **ret_metrics) {
+        struct nh_daemon *d = userdata;
+
+        *ret = (struct nh_metrics_input){
+                .node = d->node_name,
+                .table = d->table,
+                .probes = d->probes,
+                .n_probes = d->n_probes,
+                .n_reloads = d->n_reloads};
+        for (size_t i = 0; i < d->n_sinks; i++) {
+                if (!ret->kube)
+                        ret->kube = nh_sink_kubernetes_client(d->sinks[i]);
+                if (strcmp(d->sinks[i]->ops->name, "metrics") == 0)
+                        *ret_metrics = d->sinks[i];
+        }
+}
+
+/* A configured endpoint that cannot listen stops the start (exit 1): see nodehealthd(8), ENDPOINTS. */
+static int start_http(struct nh_daemon *d) {
+        const char *listen = d->config->http_listen;
+        int r;
+
+        if (!listen || !*listen) {
+                log_info("No HTTP endpoint (http.listen is \"\")");
+                return 0;
+        }
+        r = add_sink(d, nh_sink_metrics_new());
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up the metrics sink: %m");
+        r = nh_http_new(d->event, listen, http_collect, d, &d->http);
+        if (r < 0)
+                return log_error_errno(r, "Cannot serve HTTP on %s (http.listen): %m", listen);
+        log_info("Serving /metrics, /healthz and /conditions on http://%s/", listen);
+        return 0;
 }
 
 int nh_daemon_run(struct nh_daemon *d) {
@@ -487,19 +887,16 @@ int nh_daemon_run(struct nh_daemon *d) {
                 log_info("Standalone: no Kubernetes credentials (no --kubeconfig, $KUBECONFIG, --apiserver or "
                          "in-cluster environment)");
 
+        r = start_http(d);
+        if (r < 0)
+                return r;
+
         start_probes(d);
         /* Timers before the first cycle: a probe may ask for the next one during it (nh_trigger). */
         for (size_t i = 0; i < d->n_probes; i++) {
-
-                const struct nh_probe_config *cfg = nh_probe_config(d->probes[i]);
-                uint64_t accuracy = cfg->interval / 20 > USEC_PER_MSEC ? cfg->interval / 20 : USEC_PER_MSEC;
-
-                if (!nh_probe_running(d->probes[i]))
-                        continue;
-                r = sd_event_add_time_relative(d->event, &d->timers[i], CLOCK_MONOTONIC, next_delay(cfg), accuracy,
-                                               on_probe_timer, d->probes[i]);
+                r = arm_probe_timer(d, i);
                 if (r < 0)
-                        return log_error_errno(r, "Cannot arm the timer of probe %s: %m", cfg->name);
+                        return log_error_errno(r, "Cannot arm the timer of probe %s: %m", nh_probe_name(d->probes[i]));
         }
         r = arm_stale_timer(d);
         if (r < 0)

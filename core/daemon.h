@@ -30,5 +30,13 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct nh_daemon *, nh_daemon_free)
 /* --once: every probe once, one verdict printed; 0 or a negative errno. */
 int nh_daemon_run_once(struct nh_daemon *d);
 
+/*
+ * SIGHUP: reads the configuration again and applies it, or refuses it whole (a position in
+ * the log) and keeps the one in force.  Probes whose settings and plugin file did not change
+ * keep running; changed ones restart; removed ones stop and their conditions are retired
+ * (ProbeRemoved; off the Node when reporting to an API server).  0 or a negative errno.
+ */
+int nh_daemon_reload(struct nh_daemon *d);
+
 /* The daemon proper, until SIGTERM or SIGINT; 0 or a negative errno. */
 int nh_daemon_run(struct nh_daemon *d);

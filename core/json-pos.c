@@ -175,10 +175,12 @@ char *json_pos_error(struct json_pos pos, const char *format, ...) {
         va_end(ap);
         if (r < 0)
                 return NULL;
+        if (!pos.file) /* a node no file holds (a drop-in probe's defaults): no position to give */
+                return TAKE_PTR(what);
         if (pos.line > 0)
-                r = asprintf(&msg, "%s:%u:%u: %s", pos.file ? pos.file : "?", pos.line, pos.column, what);
+                r = asprintf(&msg, "%s:%u:%u: %s", pos.file, pos.line, pos.column, what);
         else
-                r = asprintf(&msg, "%s: %s", pos.file ? pos.file : "?", what);
+                r = asprintf(&msg, "%s: %s", pos.file, what);
         return r < 0 ? NULL : msg;
 }
 

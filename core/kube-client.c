@@ -103,6 +103,9 @@ struct nh_kube_client {
         char *token_file;
         uint64_t token_read_at; /* monotonic µs of the last read attempt */
         int token_error; /* of the last read: logged when it changes */
+
+        struct nh_kube_request_count *counts; /* by method and status, for /metrics */
+        size_t n_counts;
 };
 
 static void blob_copy_done(struct blob_copy *b) {
@@ -587,6 +590,31 @@ static int start_current(struct nh_kube_client *c) {
 
 #undef SET
 
+static void count_request(struct nh_kube_client *c, const char *method, long status) {
+        static const char *const methods[] = {"GET", "POST", "PATCH", "PUT", "DELETE"};
+        const char *m = "OTHER";
+        struct nh_kube_request_count *grown;
+
+        for (size_t i = 0; i < ELEMENTSOF(methods); i++)
+                if (strcmp(method, methods[i]) == 0)
+                        m = methods[i];
+        for (size_t i = 0; i < c->n_counts; i++)
+                if (c->counts[i].method == m && c->counts[i].status == status) {
+                        c->counts[i].count++;
+                        return;
+                }
+        grown = realloc(c->counts, (c->n_counts + 1) * sizeof(*grown));
+        if (!grown)
+                return;
+        c->counts = grown;
+        c->counts[c->n_counts++] = (struct nh_kube_request_count){.method = m, .status = status, .count = 1};
+}
+
+size_t nh_kube_client_request_counts(const struct nh_kube_client *c, const struct nh_kube_request_count **ret) {
+        *ret = c->counts;
+        return c->n_counts;
+}
+
 /* Ends the current request: its callback, then the next one (from the loop). */
 static void finish(struct nh_kube_client *c, CURLcode code) {
         struct request *q = TAKE_PTR(c->current);
@@ -605,6 +633,7 @@ static void finish(struct nh_kube_client *c, CURLcode code) {
         resp.retry_after = c->retry_after;
         resp.warning = c->warning;
         resp.retried_after_401 = q->retried_after_401;
+        count_request(c, q->method, resp.status);
 
         /* A refused token may have been rotated under us: read the file again and try once more. */
         if (resp.status == 401 && c->token_file && !q->retried_after_401) {
@@ -830,6 +859,7 @@ struct nh_kube_client *nh_kube_client_free(struct nh_kube_client *c) {
         blob_copy_done(&c->key);
         free_secret(c->token);
         free(c->token_file);
+        free(c->counts);
         sd_event_unref(c->event);
         free(c);
         curl_global_cleanup();

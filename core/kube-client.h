@@ -65,6 +65,15 @@ const char *nh_kube_client_server(const struct nh_kube_client *c);
 /* Requests queued or running. */
 size_t nh_kube_client_pending(const struct nh_kube_client *c);
 
+/* Exchanges that ended (a 401 retried with a fresh token counts twice), for /metrics. */
+struct nh_kube_request_count {
+        const char *method; /* "GET", "POST", "PATCH", …; static */
+        long status; /* the HTTP status; 0: no reply (a network or TLS failure) */
+        uint64_t count;
+};
+/* The counts so far, in the order first seen; the array lives until the next request ends. */
+size_t nh_kube_client_request_counts(const struct nh_kube_client *c, const struct nh_kube_request_count **ret);
+
 /*
  * Re-reads the token file now (the client does so by itself; tests and a SIGHUP may ask).
  * 0 (also when unchanged, or when there is no token file), or the read error (old token kept).

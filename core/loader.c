@@ -115,7 +115,7 @@ static int open_one(const char *dir, const char *name, struct nh_plugin_handle *
         _cleanup_(nh_plugin_closep) struct nh_plugin_handle *h = NULL;
         _cleanup_close_ int fd = -1;
         _cleanup_free_ char *path = NULL;
-        struct stat st;
+        struct stat st, dir_st;
         const struct nh_plugin *raw;
         int r;
 
@@ -139,9 +139,9 @@ static int open_one(const char *dir, const char *name, struct nh_plugin_handle *
         if (r < 0)
                 return r;
 
-        if (stat(dir, &st) < 0)
+        if (stat(dir, &dir_st) < 0)
                 return fail(ret_error, -errno, "%s: cannot stat: %s", dir, strerror(errno));
-        r = nh_plugin_check_owner(dir, st.st_uid, st.st_mode, ret_error);
+        r = nh_plugin_check_owner(dir, dir_st.st_uid, dir_st.st_mode, ret_error);
         if (r < 0)
                 return r;
 
@@ -153,6 +153,7 @@ static int open_one(const char *dir, const char *name, struct nh_plugin_handle *
         if (!h)
                 return -ENOMEM;
         h->path = TAKE_PTR(path);
+        h->file = st;
         /*
          * Load by path, not through /proc/self/fd: glibc matches already loaded objects by
          * name, so two plugins opened through the same fd number would alias.  The checks

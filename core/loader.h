@@ -7,14 +7,17 @@
 #pragma once
 
 #include <nodehealth/plugin.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "macro.h"
 
 struct nh_plugin_handle {
         char *path; /* where it was found */
+        struct stat file; /* the file when it was opened: a reload reopens a changed one */
         struct nh_plugin desc; /* a checked copy of the descriptor, zero-extended */
         void *dl; /* lt_dlhandle */
+        bool remote; /* the proxy of an isolated probe (probe-remote.c): nothing loaded here */
 };
 
 /*

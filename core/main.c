@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* nodehealthd(8): parses the command line, loads the configuration, runs the daemon. */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "log.h"
+#include "probe-host.h"
 
 static int run(int argc, char **argv) {
         _cleanup_(nh_daemon_freep) struct nh_daemon *d = NULL;
@@ -73,6 +75,15 @@ static int run(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+        sigset_t chld;
+
+        /* Before any thread exists: children are reaped on the loop (core/children.h). */
+        sigemptyset(&chld);
+        sigaddset(&chld, SIGCHLD);
+        sigprocmask(SIG_BLOCK, &chld, NULL);
         log_setup();
+        /* The daemon's own child that runs an isolated probe (probe-host.h). */
+        if (argc > 1 && strcmp(argv[1], NH_PROBE_HOST_ARG) == 0)
+                return nh_probe_host_main(argc, argv);
         return run(argc, argv);
 }

@@ -32,6 +32,16 @@ struct watch {
         void *userdata;
 };
 
+struct child_watch {
+        struct nh_probe_ctx *probe;
+        struct nh_child *child;
+        nh_child_callback callback;
+        void *userdata;
+        struct child_watch *next;
+};
+
+#define MAX_COUNTERS 32
+
 struct nh_probe_ctx {
         uint32_t magic;
         struct nh_probe_host *host;
@@ -55,6 +65,13 @@ struct nh_probe_ctx {
         bool stopping; /* done() runs: no new watches or timers */
         sd_event_source *timeout; /* ends a pending cycle that overruns the probe's timeout */
         bool in_init; /* nh_declare_condition() is allowed */
+        void (*timeout_hook)(struct nh_probe_ctx *p, void *userdata); /* an isolated probe's proxy */
+        void *timeout_hook_userdata;
+        bool timeout_held; /* the proxy's host is not ready yet: its cycles' timeouts wait */
+
+        struct child_watch *child_watches;
+        struct nh_probe_counter counters[MAX_COUNTERS];
+        size_t n_counters;
 
         struct declared_type *types;
         size_t n_types;
@@ -83,6 +100,13 @@ struct nh_probe_ctx *nh_probe_free(struct nh_probe_ctx *p) {
         p->timer = sd_event_source_disable_unref(p->timer);
         p->timer_callback = NULL;
         p->timeout = sd_event_source_disable_unref(p->timeout);
+        /* Children still running are left to the orphan reaper: done() may kill them. */
+        while (p->child_watches) {
+                struct child_watch *w = p->child_watches;
+                p->child_watches = w->next;
+                nh_child_forget(w->child);
+                free(w);
+        }
         if (p->running && p->plugin->done)
                 p->plugin->done(p->state);
 
@@ -129,7 +153,9 @@ int nh_probe_new(struct nh_probe_host *host, const struct nh_probe_config *cfg, 
         if (asprintf(&what, "probe \"%s\"", cfg->name) < 0)
                 return -ENOMEM;
         section = (struct cfg_section){p->plugin->config, p->config};
-        r = cfgmap_apply(&section, 1, cfg->json, positions, what, nh_probe_core_keys, ret_error);
+        /* An isolated probe's keys are its probe host's to check, against the real plugin's table. */
+        r = p->handle->remote ? 0
+                              : cfgmap_apply(&section, 1, cfg->json, positions, what, nh_probe_core_keys, ret_error);
         if (r < 0)
                 return r;
 
@@ -139,6 +165,14 @@ int nh_probe_new(struct nh_probe_host *host, const struct nh_probe_config *cfg, 
 
 static uint64_t now(const struct nh_probe_ctx *p, clockid_t clock) {
         return p->host->now ? p->host->now(p->host->userdata, clock) : now_usec(clock);
+}
+
+/* Into the table, or to the forwarder of a probe host (probe-host.c). */
+static void mark_unknown(struct nh_probe_ctx *p, const char *reason, const char *message, uint64_t real) {
+        if (p->host->table)
+                (void) nh_table_mark_unknown(p->host->table, p->cfg->name, reason, message, real);
+        else if (p->host->forward)
+                p->host->forward->mark_unknown(p->host->userdata, reason, message);
 }
 
 /* May this instance write `type`?  Index into p->types, or a negative errno. */
@@ -183,8 +217,11 @@ static int declare(struct nh_probe_ctx *p, const char *type, const char *healthy
                            nh_condition_owner(type));
                 return 0;
         }
-        r = nh_table_add_feed(p->host->table, p->cfg->name, type, &p->feed_params, now(p, CLOCK_MONOTONIC),
-                              now(p, CLOCK_REALTIME));
+        if (!p->host->table)
+                r = p->host->forward ? p->host->forward->declare(p->host->userdata, type, healthy_reason) : 0;
+        else
+                r = nh_table_add_feed(p->host->table, p->cfg->name, type, &p->feed_params, now(p, CLOCK_MONOTONIC),
+                                      now(p, CLOCK_REALTIME));
         if (r < 0 && r != -EEXIST)
                 return log_error_errno(r, "%sCannot add condition %s: %m", p->log_prefix, type);
         return 0;
@@ -215,8 +252,7 @@ int nh_probe_start(struct nh_probe_ctx *p) {
                 if (r < 0) {
                         if (asprintf(&message, "probe %s could not start: %s", p->cfg->name, errno_text(r)) < 0)
                                 message = NULL;
-                        nh_table_mark_unknown(p->host->table, p->cfg->name, NH_REASON_PROBE_INIT_FAILED,
-                                              message ? message : "probe could not start", real);
+                        mark_unknown(p, NH_REASON_PROBE_INIT_FAILED, message ? message : "probe could not start", real);
                         log_error("%sinit failed: %s; its conditions stay Unknown", p->log_prefix, errno_text(r));
                         p->state = NULL;
                         return r;
@@ -248,9 +284,10 @@ static int on_cycle_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
         if (asprintf(&message, "probe %s did not finish a cycle within its timeout of %s", p->cfg->name,
                      format_duration(d, sizeof(d), p->cfg->timeout)) < 0)
                 message = NULL;
-        nh_table_mark_unknown(p->host->table, p->cfg->name, NH_REASON_PROBE_TIMEOUT,
-                              message ? message : "probe timed out", now(p, CLOCK_REALTIME));
+        mark_unknown(p, NH_REASON_PROBE_TIMEOUT, message ? message : "probe timed out", now(p, CLOCK_REALTIME));
         log_warning("%s%s", p->log_prefix, message ? message : "timed out");
+        if (p->timeout_hook)
+                p->timeout_hook(p, p->timeout_hook_userdata);
         end_pending(p);
         return 0;
 }
@@ -286,8 +323,7 @@ int nh_probe_run(struct nh_probe_ctx *p) {
                 p->stats.failures++;
                 if (asprintf(&message, "probe %s failed: %s", p->cfg->name, errno_text(r)) < 0)
                         message = NULL;
-                nh_table_mark_unknown(p->host->table, p->cfg->name, NH_REASON_PROBE_FAILED,
-                                      message ? message : "probe failed", now(p, CLOCK_REALTIME));
+                mark_unknown(p, NH_REASON_PROBE_FAILED, message ? message : "probe failed", now(p, CLOCK_REALTIME));
                 log_warning("%scycle failed: %s", p->log_prefix, errno_text(r));
                 return r;
         }
@@ -301,6 +337,8 @@ int nh_probe_run(struct nh_probe_ctx *p) {
                                 p->pending = false;
                                 return k;
                         }
+                        if (p->timeout_held)
+                                (void) sd_event_source_set_enabled(p->timeout, SD_EVENT_OFF);
                 } else
                         p->pending = false; /* no loop to finish on: what was reported is the cycle */
                 return p->pending ? NH_PROBE_PENDING : 0;
@@ -322,6 +360,54 @@ const struct nh_probe_config *nh_probe_config(const struct nh_probe_ctx *p) {
 
 const struct nh_probe_stats *nh_probe_stats(const struct nh_probe_ctx *p) {
         return &p->stats;
+}
+
+void nh_probe_set_config(struct nh_probe_ctx *p, const struct nh_probe_config *cfg) {
+        p->cfg = cfg;
+}
+
+const struct nh_plugin_handle *nh_probe_handle(const struct nh_probe_ctx *p) {
+        return p->handle;
+}
+
+bool nh_probe_declares(const struct nh_probe_ctx *p, const char *type) {
+        return allowed_type(p, type) >= 0;
+}
+
+const struct nh_probe_counter *nh_probe_counters(const struct nh_probe_ctx *p, size_t *ret_n) {
+        *ret_n = p->n_counters;
+        return p->counters;
+}
+
+struct nh_probe_host *nh_probe_host_of(const struct nh_probe_ctx *p) {
+        return p->host;
+}
+
+int nh_probe_declare(struct nh_probe_ctx *p, const char *type, const char *healthy_reason) {
+        if (!ctx_ok(p) || !type || !healthy_reason)
+                return -EINVAL;
+        return declare(p, type, healthy_reason);
+}
+
+void nh_probe_mark_unknown(struct nh_probe_ctx *p, const char *reason, const char *message) {
+        p->stats.failures++;
+        mark_unknown(p, reason, message, now(p, CLOCK_REALTIME));
+}
+
+void nh_probe_hold_timeout(struct nh_probe_ctx *p, bool hold) {
+        p->timeout_held = hold;
+        if (!p->timeout)
+                return;
+        if (hold)
+                (void) sd_event_source_set_enabled(p->timeout, SD_EVENT_OFF);
+        else if (sd_event_source_set_time_relative(p->timeout, p->cfg->timeout) >= 0)
+                (void) sd_event_source_set_enabled(p->timeout, SD_EVENT_ONESHOT);
+}
+
+void nh_probe_set_timeout_hook(struct nh_probe_ctx *p, void (*hook)(struct nh_probe_ctx *p, void *userdata),
+                               void *userdata) {
+        p->timeout_hook = hook;
+        p->timeout_hook_userdata = userdata;
 }
 
 /* ---- the plugin ABI ---- */
@@ -362,6 +448,8 @@ _api_ int nh_report(struct nh_probe_ctx *p, const struct nh_observation *obs) {
                         return -ENOMEM;
                 copy.message = message;
         }
+        if (!p->host->table)
+                return p->host->forward ? p->host->forward->observe(p->host->userdata, &copy) : 0;
         return nh_table_observe(p->host->table, p->cfg->name, &copy, now(p, CLOCK_MONOTONIC), now(p, CLOCK_REALTIME));
 }
 
@@ -606,4 +694,68 @@ _api_ uint64_t nh_now(struct nh_probe_ctx *p) {
 
 _api_ const char *nh_instance_name(struct nh_probe_ctx *p) {
         return ctx_ok(p) ? p->cfg->name : NULL;
+}
+
+static void on_child_exit(void *userdata, pid_t pid, int code, int status) {
+        struct child_watch *w = userdata;
+        struct nh_probe_ctx *p = w->probe;
+
+        for (struct child_watch **i = &p->child_watches; *i; i = &(*i)->next)
+                if (*i == w) {
+                        *i = w->next;
+                        break;
+                }
+        /* Copied out first: the callback may watch a new child. */
+        nh_child_callback callback = w->callback;
+        void *data = w->userdata;
+        free(w);
+        callback(p, pid, code, status, data);
+}
+
+_api_ int nh_watch_child(struct nh_probe_ctx *p, pid_t pid, nh_child_callback callback, void *userdata) {
+        struct child_watch *w;
+        int r;
+
+        if (!ctx_ok(p) || pid <= 0 || !callback)
+                return -EINVAL;
+        if (!p->host->children)
+                return -EOPNOTSUPP;
+        if (p->stopping)
+                return -ESHUTDOWN;
+        w = calloc(1, sizeof(*w));
+        if (!w)
+                return -ENOMEM;
+        *w = (struct child_watch){.probe = p, .callback = callback, .userdata = userdata};
+        r = nh_children_watch(p->host->children, pid, on_child_exit, w, &w->child);
+        if (r < 0) {
+                free(w);
+                return r;
+        }
+        w->next = p->child_watches;
+        p->child_watches = w;
+        return 0;
+}
+
+static bool is_snake_case(const char *s) {
+        if (!s || !(*s >= 'a' && *s <= 'z'))
+                return false;
+        for (const char *c = s; *c; c++)
+                if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_'))
+                        return false;
+        return true;
+}
+
+_api_ int nh_counter_set(struct nh_probe_ctx *p, const char *name, uint64_t value) {
+        if (!ctx_ok(p) || !is_snake_case(name) || strlen(name) >= sizeof(p->counters[0].name))
+                return -EINVAL;
+        for (size_t i = 0; i < p->n_counters; i++)
+                if (strcmp(p->counters[i].name, name) == 0) {
+                        p->counters[i].value = value;
+                        return 0;
+                }
+        if (p->n_counters >= MAX_COUNTERS)
+                return -E2BIG;
+        strcpy(p->counters[p->n_counters].name, name);
+        p->counters[p->n_counters++].value = value;
+        return 0;
 }

@@ -1241,6 +1241,19 @@ static void kube_transition(struct nh_sink *sink, const char *node, const struct
         schedule(s);
 }
 
+/* The next PATCH deletes it: it is in the annotation of what we wrote, and no longer in the table. */
+static void kube_removed(struct nh_sink *sink, const char *node, const char *type) {
+        struct kube_sink *s = (struct kube_sink *) sink;
+
+        if (!s->table)
+                return;
+        if (!s->status_dirty) {
+                s->status_dirty = true;
+                s->status_due = mono_now(s) + COALESCE_DELAY;
+        }
+        schedule(s);
+}
+
 static void kube_event(struct nh_sink *sink, const char *node, const char *probe, const char *reason,
                        const char *message) {
         struct kube_sink *s = (struct kube_sink *) sink;
@@ -1282,6 +1295,7 @@ static const struct nh_sink_ops kube_ops = {
         .start = kube_start,
         .transition = kube_transition,
         .event = kube_event,
+        .removed = kube_removed,
         .free = kube_free,
 };
 
@@ -1326,4 +1340,8 @@ int nh_sink_kubernetes_new(sd_event *event, const struct nh_kube_credentials *cr
         schedule(s);
         *ret = &s->sink;
         return 0;
+}
+
+const struct nh_kube_client *nh_sink_kubernetes_client(const struct nh_sink *sink) {
+        return sink && sink->ops == &kube_ops ? ((const struct kube_sink *) sink)->client : NULL;
 }

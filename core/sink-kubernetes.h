@@ -55,3 +55,7 @@
  */
 int nh_sink_kubernetes_new(sd_event *event, const struct nh_kube_credentials *creds, const char *node,
                            uint64_t heartbeat, bool events, struct nh_sink **ret);
+
+/* The sink's API client (its request counters go to /metrics); NULL when `sink` is not one. */
+struct nh_kube_client;
+const struct nh_kube_client *nh_sink_kubernetes_client(const struct nh_sink *sink);

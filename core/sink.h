@@ -19,6 +19,8 @@ struct nh_sink_ops {
         void (*start)(struct nh_sink *s, const char *node, const struct nh_table *table);
         void (*transition)(struct nh_sink *s, const char *node, const struct nh_condition *c, enum nh_status old);
         void (*event)(struct nh_sink *s, const char *node, const char *probe, const char *reason, const char *message);
+        /* A condition left the table (its probe was removed by a reload); may be NULL. */
+        void (*removed)(struct nh_sink *s, const char *node, const char *type);
         void (*free)(struct nh_sink *s);
 };
 

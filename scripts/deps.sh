@@ -9,6 +9,7 @@ nh_build_packages=(
         systemd clang-format libclang-rt-14-dev procps git
         libyaml-dev libc-ares-dev umockdev libumockdev-dev python3 openssl iproute2 e2fsprogs util-linux
         man-db groff-base libpcre2-dev python3-yaml systemd-journal-remote
+        libmicrohttpd-dev prometheus
 )
 
 nh_install_deps() {

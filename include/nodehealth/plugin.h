@@ -39,13 +39,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 #define NH_PLUGIN_ABI_MAJOR 1
-#define NH_PLUGIN_ABI_MINOR 0
+#define NH_PLUGIN_ABI_MINOR 1
 #define NH_PLUGIN_ABI_VERSION ((uint32_t) ((NH_PLUGIN_ABI_MAJOR << 16) | NH_PLUGIN_ABI_MINOR))
 #define NH_PLUGIN_ABI_VERSION_MAJOR(v) ((uint32_t) (v) >> 16)
 #define NH_PLUGIN_ABI_VERSION_MINOR(v) ((uint32_t) (v) &0xffffu)
@@ -251,6 +252,29 @@ uint64_t nh_now(struct nh_probe_ctx *ctx);
 
 /* The probe's instance name (the key under "probes" in the configuration). */
 const char *nh_instance_name(struct nh_probe_ctx *ctx);
+
+/* ---- ABI 1.1 ---- */
+
+/*
+ * Child processes.  A probe that starts a process (fork or posix_spawn) hands its pid to
+ * the core at once, before it returns to the loop: the core reaps it and calls `callback`
+ * once with how it ended: `code` is CLD_EXITED (then `status` is the exit status),
+ * CLD_KILLED or CLD_DUMPED (then `status` is the signal), as waitid(2) has them.  The probe
+ * never waits for a child itself.  The daemon is a child subreaper: grandchildren that
+ * outlive their parents are reaped by the core too.  Watches end when the probe stops (the
+ * child, if still running, is then reaped by the core when it ends).  Returns 0, -EINVAL
+ * (not a child of this process), -EEXIST, -ENOMEM, -EOPNOTSUPP where no loop runs.
+ */
+typedef void (*nh_child_callback)(struct nh_probe_ctx *ctx, pid_t pid, int code, int status, void *userdata);
+int nh_watch_child(struct nh_probe_ctx *ctx, pid_t pid, nh_child_callback callback, void *userdata);
+
+/*
+ * A counter the probe keeps, for /metrics: exported as
+ * nodehealthd_probe_counts_total{probe="INSTANCE",counter="NAME"}.  `name` is
+ * snake_case ([a-z][a-z0-9_]*, at most 63 bytes); a probe has at most 32.  Set the
+ * running total (it should only grow).  Returns 0, -EINVAL, -E2BIG.
+ */
+int nh_counter_set(struct nh_probe_ctx *ctx, const char *name, uint64_t value);
 
 #ifdef __cplusplus
 }

@@ -867,6 +867,9 @@ static void read_some(struct kernel_log *k) {
         if (k->reader == READER_NONE)
                 return;
         r = k->reader == READER_JOURNAL ? journal_read(k) : kmsg_read(k);
+        /* For /metrics: nodehealthd_probe_counts_total{probe="INSTANCE",counter="entries_read"}. */
+        (void) nh_counter_set(k->ctx, "entries_read", k->lines);
+        (void) nh_counter_set(k->ctx, "entries_dropped", k->dropped);
         if (r < 0) {
                 reader_failed(k, k->reader == READER_JOURNAL ? "reading the journal failed" : "reading kmsg failed", r);
                 if (k->cycle_pending)
@@ -992,6 +995,7 @@ static int choose_reader(struct nh_probe_ctx *ctx, struct kernel_log *k) {
         const char *source = k->config->source;
         bool file_wants_kmsg =
                 !k->rules->journal_identifier && (!k->rules->plugin || strcmp(k->rules->plugin, "kmsg") == 0);
+        int fd = -1;
 
         if (strcmp(source, "journal") == 0) {
                 k->want = READER_JOURNAL;
@@ -1010,12 +1014,17 @@ static int choose_reader(struct nh_probe_ctx *ctx, struct kernel_log *k) {
                 nh_log(ctx, NH_LOG_ERR, "\"source\" is \"%s\": write \"auto\", \"journal\" or \"kmsg\"", source);
                 return -EINVAL;
         }
-        if (!*k->config->journal_directory && file_wants_kmsg && access(k->config->kmsg_path, R_OK) == 0)
+        /* Opened, not access(): without CAP_SYSLOG (kernel.dmesg_restrict=1) root may not read it. */
+        if (!*k->config->journal_directory && file_wants_kmsg)
+                fd = open(k->config->kmsg_path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+        if (fd >= 0)
                 k->want = READER_KMSG;
         else if (*k->config->journal_directory || k->rules->journal_identifier || journal_exists(k))
                 k->want = READER_JOURNAL;
         else
                 k->want = READER_KMSG;
+        if (fd >= 0)
+                close(fd);
         return 0;
 }
 

@@ -105,6 +105,8 @@ static int setup(void **state) {
         e->dir = test_mkdtemp();
         test_write_file(e->dir, "conf/nodehealthd.json", text);
         e->conf = test_path(e->dir, "conf/nodehealthd.json");
+        /* http.listen defaults to one port for every daemon here, and tests run in parallel: off. */
+        test_write_file(e->dir, "conf/conf.d/00-http-off.json", "{\"http\": {\"listen\": \"\"}}\n");
         e->proc = test_path(e->dir, "proc");
         e->root = test_path(e->dir, "root");
         assert_int_equal(mkdir(e->root, 0755), 0);

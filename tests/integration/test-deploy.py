@@ -657,11 +657,20 @@ def t_once():
         check(out.get("node") == TEST_NODE, "the daemon reports node %r, not NODE_NAME's %r" % (out.get("node"), TEST_NODE))
         conds = out.get("conditions") or []
         check(conds, "no conditions reported:\n" + r.stdout)
-        failed = [c for c in conds if c.get("reason") in ("ProbeInitFailed", "ProbeFailed")]
+        # KernelLogUnreadable: the kernel_log probe can read neither the host's journal nor /dev/kmsg.
+        failed = [c for c in conds if c.get("reason") in ("ProbeInitFailed", "ProbeFailed", "KernelLogUnreadable")]
         check(not failed, "probes failed with the container's privileges:\n" +
               "\n".join("%s %s: %s" % (c["type"], c["reason"], c.get("message")) for c in failed) +
               "\n" + r.stderr.strip())
-        return "%s; %d conditions, none ProbeInitFailed/ProbeFailed" % (note, len(conds))
+        probes = json.loads(conf_text()).get("probes") or {}
+        if any((p or {}).get("plugin", name) == "kernel_log" and (p or {}).get("enabled", True) is not False
+               for name, p in probes.items()):
+            # Its types come from the rule file: proof that npd/kernel-monitor.json was found in the ConfigMap.
+            check(any(c.get("type") == "KernelDeadlock" for c in conds),
+                  "kernel_log is configured but reported no KernelDeadlock:\n" + r.stdout + r.stderr)
+            reading = re.search(r"kernel \(kernel_log\): .*reading [^\n]*", r.stderr)
+            note += "; " + (reading.group(0) if reading else "kernel_log")
+        return "%s; %d conditions, none ProbeInitFailed/ProbeFailed/KernelLogUnreadable" % (note, len(conds))
     finally:
         tree.close()
 
@@ -770,9 +779,8 @@ def t_resources():
     return "RSS %d KiB measured; requests %s, limits %s" % (rss // 1024, req, lim)
 
 
-# The daemon does not serve /healthz yet (issue 7): a liveness probe would restart every pod
-# about every 100 s.  Set this to True with the endpoint; then the probe must be there.
-HEALTHZ_IMPLEMENTED = False
+# The daemon serves /healthz on http.listen (core/http.c): the DaemonSet must probe it there.
+HEALTHZ_IMPLEMENTED = True
 
 
 @test("liveness probe: GET /healthz on http.listen once the daemon serves it, none before")
@@ -810,6 +818,35 @@ def t_configmap_bytes():
     r = subprocess.run(["sh", os.path.join(K8S_DIR, "gen-configmap.sh"), "--check"], capture_output=True, text=True,
                        timeout=60)
     check(r.returncode == 0, "gen-configmap.sh --check exited %d:\n%s" % (r.returncode, r.stderr.strip()))
+
+
+@test("the ConfigMap holds every conf/npd/*.json byte for byte, mounted beside nodehealthd.json as in conf/")
+def t_configmap_rule_files():
+    files = configmap_files()
+    conf_dir = os.path.dirname(CONF)
+    rules = sorted(glob.glob(os.path.join(conf_dir, "npd", "*.json")))
+    check(rules, "conf/npd/ holds no rule file")
+    found = mount_for(arg_value(ds_args(), "--config"))
+    check(found, "--config lies in no mount")
+    mp, vol, m, rest = found
+    check("configMap" in vol and not m.get("subPath"), "--config is not in a whole ConfigMap volume")
+    items = vol["configMap"].get("items")
+    paths = {i["key"]: i["path"] for i in items} if items else {k: k for k in files}
+    # The pod's directory of nodehealthd.json, as conf/ is: every file at its path relative to conf/.
+    base = os.path.dirname(paths.get("nodehealthd.json", ""))
+    for path in rules:
+        rel = os.path.relpath(path, conf_dir)
+        key = "npd-" + os.path.basename(path)
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        check(files.get(key) == text, "ConfigMap key %s is not %s byte for byte: run deploy/kubernetes/gen-configmap.sh"
+              % (key, rel))
+        check(key in paths, "the DaemonSet's volume %s does not mount key %s (add it to its items)" % (m["name"], key))
+        check(os.path.normpath(os.path.join(base, paths[key])) == os.path.normpath(os.path.join(base, rel)),
+              "key %s is mounted at %s, not at %s beside nodehealthd.json" % (key, paths[key], rel))
+    for key in files:
+        check(key in paths, "ConfigMap key %s is mounted nowhere: the volume's items leave it out" % key)
+    return "%d rule file(s): %s" % (len(rules), ", ".join(os.path.relpath(r, conf_dir) for r in rules))
 
 
 @test("--config points at the ConfigMap's nodehealthd.json, mounted read-only")

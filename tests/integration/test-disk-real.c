@@ -77,6 +77,8 @@ static int setup(void **state) {
         e->dir = test_mkdtemp();
         test_write_file(e->dir, "conf/nodehealthd.json", text);
         e->conf = test_path(e->dir, "conf/nodehealthd.json");
+        /* http.listen defaults to one port for every daemon here, and tests run in parallel: off. */
+        test_write_file(e->dir, "conf/conf.d/00-http-off.json", "{\"http\": {\"listen\": \"\"}}\n");
         e->plugin_dir = test_path(test_builddir(), "plugins/.libs");
         e->test_plugin_dir = test_path(test_builddir(), "tests/plugins/.libs");
         e->image = test_path(e->dir, "disk.img");

@@ -22,7 +22,7 @@ check() { # check NAME COMMAND...: ok when the command succeeds and prints nothi
         fi
 }
 
-echo "1..8"
+echo "1..9"
 for page in nodehealthd.8 nodehealthd.json.5 nodehealthctl.1; do
         check "$page renders without warnings (man)" \
                 env MANWIDTH=80 sh -c "man --warnings -l '$src/docs/$page' >/dev/null"
@@ -40,10 +40,22 @@ catalog_ok() {
 check "the journal catalog compiles and lists both MESSAGE_IDs" catalog_ok
 
 # The unit, pointed at the built daemon, with the man pages findable for Documentation=.
-mkdir -p "$tmp/man/man8" "$tmp/man/man5"
+mkdir -p "$tmp/man/man8" "$tmp/man/man5" "$tmp/man/man1"
 cp "$src/docs/nodehealthd.8" "$tmp/man/man8/"
 cp "$src/docs/nodehealthd.json.5" "$tmp/man/man5/"
+cp "$src/docs/nodehealthctl.1" "$tmp/man/man1/"
 sed "s|/usr/sbin/nodehealthd|$build/nodehealthd|" "$src/deploy/systemd/nodehealthd.service" >"$tmp/nodehealthd.service"
 check "systemd-analyze verify accepts the unit" env MANPATH="$tmp/man" systemd-analyze verify "$tmp/nodehealthd.service"
+
+# The README quotes systemd-analyze's exposure score for the unit: it must be the one it gives.
+exposure_quoted() {
+        local score
+        score=$(systemd-analyze security --offline=yes "$tmp/nodehealthd.service" 2>/dev/null |
+                sed -n 's/.*Overall exposure level for nodehealthd.service: \([0-9.]*\) .*/\1/p')
+        [ -n "$score" ] || { echo "systemd-analyze security gave no score"; return 1; }
+        grep -q "Overall exposure level for nodehealthd.service: $score " "$src/README.md" ||
+                echo "README.md does not quote the unit's exposure level $score"
+}
+check "README.md quotes the unit's systemd-analyze security score" exposure_quoted
 
 ((failed == 0))

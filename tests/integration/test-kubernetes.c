@@ -436,6 +436,8 @@ static int setup(void **state) {
         e->dir = test_mkdtemp();
         e->fake_dir = test_path(e->dir, "fake");
         e->conf = test_path(e->dir, "conf/nodehealthd.json");
+        /* http.listen defaults to one port for every daemon here, and tests run in parallel: off. */
+        test_write_file(e->dir, "conf/conf.d/00-http-off.json", "{\"http\": {\"listen\": \"\"}}\n");
         e->root = test_path(e->dir, "root");
         e->plugin_dir = test_path(test_builddir(), "tests/plugins/.libs");
         snprintf(e->node, sizeof(e->node), "ktest-%d-%u", (int) getpid(), counter++);
@@ -846,6 +848,43 @@ static void test_orphans_deleted(void **state) {
         assert_null(strstr(text, "$patch"));
         free(text);
         cJSON_Delete(patches);
+        stop(p);
+        proc_free(p);
+}
+
+static bool node_lacks(struct env *e, const void *arg) {
+        cJSON *n = get_node(e, e->node);
+        bool gone = n && !find_condition(n, arg);
+
+        cJSON_Delete(n);
+        return gone;
+}
+
+/* A probe a reload removes takes its conditions off the Node (and leaves the kubelet's alone). */
+static void test_reload_removes_conditions(void **state) {
+        struct env *e = *state;
+        struct proc *p;
+        cJSON *n;
+
+        set_state(e, "TestProblem True TestBroken now\nOtherProblem False OtherOK ok\n");
+        p = start_with_kubeconfig(e);
+        expect_node_has(e, p, &(struct cond_want){.type = "TestProblem", .status = "True"}, DEADLINE_MS);
+
+        test_write_file(e->dir, "conf/nodehealthd.json",
+                        "{\"plugin_dirs\": [], \"journal\": {\"enabled\": false},\n"
+                        " \"kubernetes\": {\"heartbeat\": \"10s\"},\n"
+                        " \"probes\": {\"t\": {\"plugin\": \"testprobe\", \"enabled\": false}}}\n");
+        assert_int_equal(kill(p->pid, SIGHUP), 0);
+        if (!wait_for(e, p, DEADLINE_MS, node_lacks, "TestProblem")) {
+                dump(e, p, e->node);
+                fail_msg("TestProblem is still on the Node after the reload");
+        }
+        n = get_node(e, e->node);
+        assert_null(find_condition(n, "OtherProblem"));
+        assert_non_null(find_condition(n, "MemoryPressure"));
+        assert_string_equal(annotation(n), "");
+        cJSON_Delete(n);
+        expect_daemon_says(e, p, "0 probes (0 unchanged, 0 started, 1 stopped)", DEADLINE_MS);
         stop(p);
         proc_free(p);
 }
@@ -1455,6 +1494,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_heartbeat_repairs, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_restart_keeps_transition_time, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_orphans_deleted, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_reload_removes_conditions, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_429_waits_retry_after, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_5xx_backs_off, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_outage_sends_latest_state_once, setup, teardown),

@@ -201,6 +201,8 @@ static int setup(void **state) {
         e->dir = test_mkdtemp();
         test_write_file(e->dir, "conf/nodehealthd.json", text);
         e->conf = test_path(e->dir, "conf/nodehealthd.json");
+        /* http.listen defaults to one port for every daemon here, and tests run in parallel: off. */
+        test_write_file(e->dir, "conf/conf.d/00-http-off.json", "{\"http\": {\"listen\": \"\"}}\n");
         e->root = test_path(e->dir, "root");
         e->plugin_dir = test_path(test_builddir(), "plugins/.libs");
         e->test_plugin_dir = test_path(test_builddir(), "tests/plugins/.libs");

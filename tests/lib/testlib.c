@@ -166,6 +166,13 @@ int harness_new(const char *config_json, const char *proc, const char *sys, cons
         h->host.trigger = harness_trigger;
         assert_int_equal(sd_event_new(&h->event), 0);
         h->host.event = h->event;
+        /* As the daemon does: SIGCHLD blocked, children reaped on the loop, a subreaper. */
+        sigset_t chld;
+        sigemptyset(&chld);
+        sigaddset(&chld, SIGCHLD);
+        assert_int_equal(sigprocmask(SIG_BLOCK, &chld, NULL), 0);
+        assert_int_equal(nh_children_new(h->event, true, &h->children), 0);
+        h->host.children = h->children;
 
         h->host.userdata = h;
         h->table = nh_table_new(harness_transition, h);
@@ -204,6 +211,7 @@ void harness_free(struct harness *h) {
         for (size_t i = 0; i < h->n_probes; i++)
                 nh_probe_free(h->probes[i]);
         nh_table_free(h->table);
+        nh_children_free(h->children);
         sd_event_unref(h->event);
         for (int i = 0; i < _NH_ROOT_MAX; i++)
                 if (h->host.root_fds[i] >= 0)
@@ -341,7 +349,7 @@ bool proc_wait_output(struct proc *p, const char *needle, bool from_stderr, int 
         for (;;) {
                 drain(&p->out_fd, &p->out, &p->out_len);
                 drain(&p->err_fd, &p->err, &p->err_len);
-                if (strstr(from_stderr ? p->err : p->out + p->out_mark, needle))
+                if (strstr(from_stderr ? p->err + p->err_mark : p->out + p->out_mark, needle))
 
                         return true;
                 uint64_t now = mono_ms();

@@ -49,6 +49,7 @@ struct harness {
         size_t n_events;
         char last_event_reason[64];
         sd_event *event; /* a real loop for probes that watch fds or set timers */
+        struct nh_children *children; /* reaps the probes' children, as the daemon does */
         size_t n_triggers; /* nh_trigger() calls: the harness does not run cycles by itself */
         size_t n_triggers_while_pending; /* host triggers that a pending cycle would have lost */
 };
@@ -87,10 +88,13 @@ struct proc {
         char *out, *err; /* everything read so far, NUL-terminated */
         size_t out_len, err_len;
         size_t out_mark; /* proc_wait_output() looks at stdout from here on */
+        size_t err_mark; /* … and at stderr from here on */
 };
 
 /* From now on, proc_wait_output() on stdout only sees what comes next. */
 #define proc_mark(p) ((p)->out_mark = (p)->out_len)
+/* The same for stderr. */
+#define proc_mark_err(p) ((p)->err_mark = (p)->err_len)
 
 /* Fails the test, showing the whole text, unless it contains needle. */
 #define assert_contains(text, needle) _assert_contains(text, needle, __FILE__, __LINE__)

@@ -11,6 +11,7 @@
  *     latertrigger               (the same, and nh_trigger() from the timer, mid-cycle)
  *     pipe                       (OtherProblem True OtherPipe once a watched pipe is readable)
  *     trigger                    (asks for a cycle now, twice)
+ *     counter NAME VALUE         (nh_counter_set(), for /metrics)
  *
  * A missing file reports nothing.  Config: "state_file" (default "testprobe/state"),
  * "init_fail" (init returns -ENODEV), "count" (an integer it ignores; to test int keys).
@@ -203,6 +204,13 @@ static int testprobe_probe(struct nh_probe_ctx *ctx, void *state) {
                 if (!w2)
                         continue;
                 *w2++ = '\0';
+                if (strcmp(w1, "counter") == 0) {
+                        rest = strchr(w2, ' ');
+                        if (rest)
+                                *rest++ = '\0';
+                        (void) nh_counter_set(ctx, w2, rest ? strtoull(rest, NULL, 10) : 0);
+                        continue;
+                }
                 if (strcmp(w1, "event") == 0) {
                         rest = strchr(w2, ' ');
                         if (rest)

@@ -162,10 +162,43 @@ static void test_duplicate_key(void **state) {
                      "DIR/nodehealthd.json:1:34: duplicate key \"interval\"");
 }
 
+static void test_isolation_defaults(void **state) {
+        struct fixture *f = *state;
+        struct nh_config *c = NULL;
+        char *e;
+
+        /* Shipped plugins run in the daemon, anything else in a probe host; an explicit value wins. */
+        test_write_file(f->dir, "nodehealthd.json",
+                        "{\"probes\": {\"memory\": {}, \"k\": {\"plugin\": \"kernel_log\"}, \"gpu\": {},"
+                        "\"mine\": {\"plugin\": \"memory\", \"isolation\": \"process\", \"memory_limit\": \"64MiB\"},"
+                        "\"trusted\": {\"plugin\": \"gpu\", \"isolation\": \"inprocess\"},"
+                        "\"bytes\": {\"memory_limit\": \"16777216\"}}}");
+        e = load(f, &c);
+        assert_string_equal(e, "");
+        free(e);
+        assert_int_equal(c->probes[0].isolation, NH_ISOLATION_INPROCESS);
+        assert_true(c->probes[0].memory_limit == 0);
+        assert_int_equal(c->probes[1].isolation, NH_ISOLATION_INPROCESS);
+        assert_int_equal(c->probes[2].isolation, NH_ISOLATION_PROCESS);
+        assert_true(c->probes[2].memory_limit == UINT64_C(128) << 20);
+        assert_int_equal(c->probes[3].isolation, NH_ISOLATION_PROCESS);
+        assert_true(c->probes[3].memory_limit == UINT64_C(64) << 20);
+        assert_int_equal(c->probes[4].isolation, NH_ISOLATION_INPROCESS);
+        assert_true(c->probes[5].memory_limit == UINT64_C(16) << 20);
+        nh_config_free(c);
+
+        expect_error(f, "{\"probes\": {\"memory\": {\"memory_limit\": \"64MiB\"}}}",
+                     "DIR/nodehealthd.json:1:40: \"memory_limit\" in probe \"memory\" applies only to a probe with "
+                     "\"isolation\": \"process\"");
+        expect_error(f, "{\"probes\": {\"gpu\": {\"memory_limit\": \"64 MB\"}}}",
+                     "DIR/nodehealthd.json:1:37: \"memory_limit\" in probe \"gpu\" must be a size from 8MiB to 64GiB, "
+                     "such as \"128MiB\" or \"1GiB\" (a bare number is bytes)");
+        expect_error(f, "{\"probes\": {\"gpu\": {\"memory_limit\": \"1MiB\"}}}",
+                     "DIR/nodehealthd.json:1:37: \"memory_limit\" in probe \"gpu\" must be a size from 8MiB to 64GiB, "
+                     "such as \"128MiB\" or \"1GiB\" (a bare number is bytes)");
+}
+
 static void test_probe_rules(void **state) {
-        expect_error(*state, "{\"probes\": {\"m\": {\"isolation\": \"process\"}}}",
-                     "DIR/nodehealthd.json:1:32: \"isolation\": \"process\" in probe \"m\" is not available in this "
-                     "version; use \"inprocess\"");
         expect_error(*state, "{\"probes\": {\"m\": {\"isolation\": \"thread\"}}}",
                      "DIR/nodehealthd.json:1:32: \"isolation\" in probe \"m\" must be \"inprocess\" or \"process\"");
         expect_error(*state, "{\"probes\": {\"m\": {\"take_over\": [\"MemoryPressure\", \"Custom\"]}}}",
@@ -291,6 +324,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_broken_json, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_duplicate_key, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_probe_rules, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_isolation_defaults, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_dropins, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_dropin_error_names_dropin, setup, teardown),

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* The plugin loader's refusals, and what a probe that fails looks like in the table. */
 #include <errno.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,9 +171,9 @@ static void test_bad_descriptors(void **state) {
         install(f, "nodesc", "nodesc");
         expect_refusal(f, "nodesc", -ENOEXEC, "no descriptor: the symbol nodehealth_plugin is missing");
         install(f, "badabi", "badabi");
-        expect_refusal(f, "badabi", -ENOEXEC, "plugin ABI 2.0, this daemon speaks 1.0");
+        expect_refusal(f, "badabi", -ENOEXEC, "plugin ABI 2.0, this daemon speaks 1.1");
         install(f, "badsize", "badsize");
-        expect_refusal(f, "badsize", -ENOEXEC, "descriptor size 12 does not match ABI 1.0");
+        expect_refusal(f, "badsize", -ENOEXEC, "descriptor size 12 does not match ABI 1.1");
         install(f, "badname", "badname");
         expect_refusal(f, "badname", -EINVAL, "descriptor names the plugin \"somebodyelse\", expected \"badname\"");
         /* Whatever the file is called, the descriptor must agree. */
@@ -470,6 +472,56 @@ static void test_watch_arguments(void **state) {
         stop_async(h, root);
 }
 
+static void on_child(struct nh_probe_ctx *ctx, pid_t pid, int code, int status, void *userdata) {
+        int *got = userdata;
+
+        *got = code == CLD_EXITED ? status : -1;
+}
+
+static bool child_reported(struct harness *h) {
+        return false;
+}
+
+/* ABI 1.1: counters and child processes, with their argument checks. */
+static void test_counters_and_children(void **state) {
+        char *root, name[32];
+        struct harness *h = start_async("", &root);
+        struct nh_probe_ctx *p = h->probes[0];
+        const struct nh_probe_counter *c;
+        size_t n;
+        int got = -2;
+        pid_t pid;
+
+        assert_int_equal(nh_counter_set(p, "entries_read", 5), 0);
+        assert_int_equal(nh_counter_set(p, "entries_read", 7), 0);
+        assert_int_equal(nh_counter_set(p, "Bad", 1), -EINVAL);
+        assert_int_equal(nh_counter_set(p, "9lives", 1), -EINVAL);
+        assert_int_equal(nh_counter_set(p, "with space", 1), -EINVAL);
+        assert_int_equal(nh_counter_set(p, NULL, 1), -EINVAL);
+        c = nh_probe_counters(p, &n);
+        assert_int_equal(n, 1);
+        assert_string_equal(c[0].name, "entries_read");
+        assert_int_equal(c[0].value, 7);
+        for (int i = 1; i < 32; i++) {
+                snprintf(name, sizeof(name), "c%d", i);
+                assert_int_equal(nh_counter_set(p, name, (uint64_t) i), 0);
+        }
+        assert_int_equal(nh_counter_set(p, "one_too_many", 1), -E2BIG);
+
+        assert_int_equal(nh_watch_child(p, 1, on_child, &got), -EINVAL); /* not ours */
+        assert_int_equal(nh_watch_child(p, 0, on_child, &got), -EINVAL);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0)
+                _exit(42);
+        assert_int_equal(nh_watch_child(p, pid, on_child, &got), 0);
+        assert_int_equal(nh_watch_child(p, pid, on_child, &got), -EEXIST);
+        for (int i = 0; i < 100 && got == -2; i++)
+                (void) harness_loop(h, 100, child_reported);
+        assert_int_equal(got, 42);
+        stop_async(h, root);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_good_plugin, setup, teardown),
@@ -484,6 +536,7 @@ int main(void) {
                 cmocka_unit_test(test_cycle_failure_and_recovery),
                 cmocka_unit_test(test_kubelet_owned_type),
                 cmocka_unit_test(test_read_file_stays_in_root),
+                cmocka_unit_test(test_counters_and_children),
 
                 cmocka_unit_test(test_events_and_bad_reports),
                 cmocka_unit_test(test_cycle_ends_on_timer),

@@ -1,0 +1,394 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Isolated probes, as a user runs them: the built daemon with deliberately bad probes built by
+ * the test suite (one that segfaults, one that hangs with a child, one that leaks, one that
+ * writes garbage on its probe host's socket, one with the wrong ABI, one without a descriptor,
+ * one world-writable) next to good ones.  The daemon must stay up, the good probes must keep
+ * their pace, and each bad one must be reported as nodehealthd(8), ISOLATION, says.  Every
+ * wait has a deadline; counts over a window have loose bounds.
+ */
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "testlib.h"
+#include "util.h"
+
+#define DEADLINE_MS 20000
+
+struct env {
+        char *dir; /* temporary: conf/, root/, plugins/ */
+        char *conf;
+        char *root;
+        char *own_plugins; /* plugins copied here by the test (the world-writable one) */
+        char *plugin_dir, *test_plugin_dir;
+        struct proc *daemon;
+};
+
+static int setup(void **state) {
+        struct env *e = calloc(1, sizeof(*e));
+
+        e->dir = test_mkdtemp();
+        e->conf = test_path(e->dir, "conf/nodehealthd.json");
+        /* http.listen defaults to one port for every daemon here, and tests run in parallel: off. */
+        test_write_file(e->dir, "conf/conf.d/00-http-off.json", "{\"http\": {\"listen\": \"\"}}\n");
+        e->root = test_path(e->dir, "root");
+        e->own_plugins = test_path(e->dir, "plugins");
+        assert_int_equal(mkdir(e->root, 0755), 0);
+        assert_int_equal(mkdir(e->own_plugins, 0755), 0);
+        e->plugin_dir = test_path(test_builddir(), "plugins/.libs");
+        e->test_plugin_dir = test_path(test_builddir(), "tests/plugins/.libs");
+        *state = e;
+        return 0;
+}
+
+static int teardown(void **state) {
+        struct env *e = *state;
+
+        proc_free(e->daemon);
+        test_rmtree(e->dir);
+        free(e->dir);
+        free(e->conf);
+        free(e->root);
+        free(e->own_plugins);
+        free(e->plugin_dir);
+        free(e->test_plugin_dir);
+        free(e);
+        return 0;
+}
+
+static void copy_plugin(struct env *e, const char *built, const char *as, mode_t mode) {
+        char *from = NULL, *to = NULL, *text;
+        FILE *in, *out;
+        int c;
+
+        assert_true(asprintf(&from, "%s/%s.so", e->test_plugin_dir, built) >= 0);
+        assert_true(asprintf(&to, "%s/%s.so", e->own_plugins, as) >= 0);
+        in = fopen(from, "re");
+        assert_non_null(in);
+        out = fopen(to, "we");
+        assert_non_null(out);
+        while ((c = fgetc(in)) != EOF)
+                fputc(c, out);
+        fclose(in);
+        assert_int_equal(fclose(out), 0);
+        assert_int_equal(chmod(to, mode), 0);
+        (void) text;
+        free(from);
+        free(to);
+}
+
+static struct proc *spawn(struct env *e, bool wait_exit, int *ret_code, ...) {
+        char *argv[32] = {(char *) test_daemon_path(),
+                          "--config",
+                          e->conf,
+                          "--plugin-dir",
+                          e->plugin_dir,
+                          "--plugin-dir",
+                          e->test_plugin_dir,
+                          "--plugin-dir",
+                          e->own_plugins,
+                          "--root-path",
+                          e->root,
+                          "--node-name",
+                          "isolation-test",
+                          "--standalone"};
+        int argc = 14;
+        va_list ap;
+
+        va_start(ap, ret_code);
+        for (char *a; (a = va_arg(ap, char *));)
+                argv[argc++] = a;
+        va_end(ap);
+        if (wait_exit)
+                return proc_run(argv, DEADLINE_MS, ret_code);
+        assert_null(e->daemon);
+        e->daemon = proc_spawn(argv);
+        return e->daemon;
+}
+
+/* How many times `needle` occurs in text. */
+static size_t count(const char *text, const char *needle) {
+        size_t n = 0;
+
+        for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
+                n++;
+        return n;
+}
+
+/* Reads the daemon's output until `needle` occurs `times` times in it (stderr or stdout). */
+static bool wait_count(struct proc *p, const char *needle, bool from_stderr, size_t times, int timeout_ms) {
+        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + (uint64_t) timeout_ms * USEC_PER_MSEC;
+
+        for (;;) {
+                if (count(from_stderr ? p->err : p->out, needle) >= times)
+                        return true;
+                if (now_usec(CLOCK_MONOTONIC) >= deadline)
+                        return false;
+                (void) proc_wait_output(p, "\001never\001", from_stderr, 50);
+        }
+}
+
+static bool condition_matches(const cJSON *c, const char *type, const char *status, const char *reason,
+                              const char *part) {
+        const char *message = cJSON_GetStringValue(cJSON_GetObjectItem(c, "message"));
+
+        return c && streq_null(cJSON_GetStringValue(cJSON_GetObjectItem(c, "type")), type) &&
+               streq_null(cJSON_GetStringValue(cJSON_GetObjectItem(c, "status")), status) &&
+               streq_null(cJSON_GetStringValue(cJSON_GetObjectItem(c, "reason")), reason) && message &&
+               strstr(message, part);
+}
+
+/*
+ * Conditions of `type` with status/reason whose message contains `part`, in stdout: each
+ * transition line, and the start table (what happened before the first cycles ended is there).
+ */
+static size_t count_transitions(const char *out, const char *type, const char *status, const char *reason,
+                                const char *part) {
+        size_t n = 0;
+
+        for (const char *line = out; line && *line;) {
+                const char *end = strchr(line, '\n');
+                const cJSON *c;
+                cJSON *j;
+
+                if (!end)
+                        break;
+                j = cJSON_ParseWithLength(line, (size_t) (end - line));
+                n += condition_matches(cJSON_GetObjectItem(j, "condition"), type, status, reason, part);
+                cJSON_ArrayForEach(c, cJSON_GetObjectItem(j, "conditions")) n +=
+                        condition_matches(c, type, status, reason, part);
+                cJSON_Delete(j);
+                line = end + 1;
+        }
+        return n;
+}
+
+static void expect_transitions(struct proc *p, const char *type, const char *status, const char *reason,
+                               const char *part, size_t times) {
+        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + DEADLINE_MS * USEC_PER_MSEC;
+
+        while (count_transitions(p->out, type, status, reason, part) < times) {
+                if (now_usec(CLOCK_MONOTONIC) >= deadline) {
+                        /* cmocka cuts long messages: the whole output goes to stderr first. */
+                        fprintf(stderr, "stdout:\n%s\nstderr:\n%s\n", p->out, p->err);
+                        fail_msg("fewer than %zu transitions of %s to %s (%s) with \"%s\" within %d ms", times, type,
+                                 status, reason, part, DEADLINE_MS);
+                }
+                (void) proc_wait_output(p, "\001never\001", false, 50);
+        }
+}
+
+#define expect_output(p, needle, from_stderr)                                                                       \
+        do {                                                                                                        \
+                if (!proc_wait_output(p, needle, from_stderr, DEADLINE_MS))                                         \
+                        fail_msg("no \"%s\" within %d ms; stdout:\n%s\nstderr:\n%s", needle, DEADLINE_MS, (p)->out, \
+                                 (p)->err);                                                                         \
+        } while (0)
+
+/* The process group of pid, from /proc/PID/stat (field 5), or -1. */
+static pid_t pgid_of(pid_t pid) {
+        char path[64], *text, *paren;
+        int pgrp = -1;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+        text = test_read_file(path);
+        if (!text)
+                return -1;
+        paren = strrchr(text, ')');
+        if (!paren || sscanf(paren + 2, "%*c %*d %d", &pgrp) != 1)
+                pgrp = -1;
+        free(text);
+        return pgrp;
+}
+
+/* Processes (zombies included) in process group `pgid`. */
+static size_t group_members(pid_t pgid) {
+        DIR *d = opendir("/proc");
+        struct dirent *de;
+        size_t n = 0;
+
+        assert_non_null(d);
+        while ((de = readdir(d)))
+                if (de->d_name[0] >= '1' && de->d_name[0] <= '9' && pgid_of((pid_t) atoi(de->d_name)) == pgid)
+                        n++;
+        closedir(d);
+        return n;
+}
+
+/* The pid in "...(pid N)..." after `needle` in text, or -1. */
+static pid_t pid_after(const char *text, const char *needle) {
+        const char *p = strstr(text, needle);
+        int pid;
+
+        if (!p || !(p = strstr(p, "(pid ")) || sscanf(p, "(pid %d)", &pid) != 1)
+                return -1;
+        return (pid_t) pid;
+}
+
+static void test_bad_probes(void **state) {
+        struct env *e = *state;
+        struct proc *p;
+        size_t isolated_before, inprocess_before;
+        pid_t hang_pid;
+
+        /* The world-writable one: a copy of a good plugin, refused for its mode alone. */
+        copy_plugin(e, "testprobe", "writable", 0666);
+        assert_int_equal(chmod(e->own_plugins, 0755), 0);
+        test_write_file(e->dir, "conf/nodehealthd.json",
+                        "{\"journal\": {\"enabled\": false}, \"http\": {\"listen\": \"\"}, \"defaults\": "
+                        "{\"interval\": \"100ms\", \"timeout\": "
+                        "\"2s\", \"raise_after\": 1, \"clear_after\": 1}, \"probes\": {"
+                        /* good: one isolated (the default for a plugin not shipped), one in the daemon */
+                        "\"good\": {\"plugin\": \"testprobe\", \"state_file\": \"good\"},"
+                        "\"near\": {\"plugin\": \"testprobe\", \"isolation\": \"inprocess\", \"state_file\": \"near\"},"
+                        "\"crash\": {\"plugin\": \"badcrash\"},"
+                        "\"hang\": {\"plugin\": \"badhang\", \"interval\": \"200ms\", \"timeout\": \"300ms\"},"
+                        "\"leak\": {\"plugin\": \"badleak\", \"memory_limit\": \"160MiB\"},"
+                        "\"proto\": {\"plugin\": \"badproto\"},"
+                        "\"abi\": {\"plugin\": \"badabi\"},"
+                        "\"nodesc\": {\"plugin\": \"nodesc\"},"
+                        "\"ww\": {\"plugin\": \"writable\"}}}");
+        test_write_file(e->root, "good",
+                        "event IsolatedBeat tick\nTestProblem False TestOK fine\nOtherProblem False OtherOK fine\n");
+        test_write_file(e->root, "near",
+                        "event InprocessBeat tick\nTestProblem False TestOK fine\nOtherProblem False OtherOK fine\n");
+
+        p = spawn(e, false, NULL, "--format", "json", NULL);
+
+        /* The refused ones are logged with their reason and skipped; the rest runs. */
+        expect_output(p, "badabi.so: plugin ABI 2.0, this daemon speaks", true);
+        expect_output(p, "nodesc.so: no descriptor: the symbol nodehealth_plugin is missing; the probe is skipped",
+                      true);
+        expect_output(p, "writable.so is writable by others (mode 0666); the probe is skipped", true);
+
+        /* A segfault: Unknown, ProbeCrashed, with the signal; restarted, and crashed again. */
+        expect_transitions(p, "CrashProblem", "Unknown", "ProbeCrashed", "probe crash crashed: its probe host (pid ",
+                           1);
+        /* AddressSanitizer catches the segfault itself and exits 1 instead. */
+        if (!strstr(p->err, "AddressSanitizer"))
+                assert_int_equal(count_transitions(p->out, "CrashProblem", "Unknown", "ProbeCrashed",
+                                                   "was killed by signal SEGV (Segmentation fault)"),
+                                 count_transitions(p->out, "CrashProblem", "Unknown", "ProbeCrashed", ""));
+        expect_transitions(p, "CrashProblem", "Unknown", "ProbeCrashed", "probe crash crashed: its probe host (pid ",
+                           2);
+        assert_true(count(p->err, "probe crash (badcrash): probe host started, pid") >= 2);
+        assert_contains(p->err, "probe crash crashed: its probe host");
+        assert_contains(p->err, "restarting it in 1s");
+        assert_contains(p->err, "restarting it in 2s");
+
+        /* A hang: ProbeTimeout, and its whole process group (it forked a child) is gone. */
+        expect_transitions(p, "HangProblem", "Unknown", "ProbeTimeout",
+                           "did not finish a cycle within its timeout of 300ms", 1);
+        expect_output(p, "probe hang: killing its probe host (pid ", true);
+        hang_pid = pid_after(p->err, "probe hang: killing its probe host");
+        assert_true(hang_pid > 0);
+        {
+                uint64_t deadline = now_usec(CLOCK_MONOTONIC) + DEADLINE_MS * USEC_PER_MSEC;
+                while (group_members(hang_pid) > 0 && now_usec(CLOCK_MONOTONIC) < deadline)
+                        (void) proc_wait_output(p, "\001never\001", false, 50);
+                if (group_members(hang_pid) > 0)
+                        fail_msg("process group %d of the hung probe still has %zu processes", (int) hang_pid,
+                                 group_members(hang_pid));
+        }
+
+        /* A leak: over memory_limit, Unknown with ProbeMemoryLimit, restarted. */
+        expect_transitions(p, "LeakProblem", "Unknown", "ProbeMemoryLimit",
+                           "more than its memory_limit of 160 MiB: its probe host was killed", 1);
+        if (!wait_count(p, "probe leak (badleak): probe host started, pid", true, 2, DEADLINE_MS))
+                fail_msg("the leaking probe's host was not restarted; stderr:\n%s", p->err);
+
+        /* Garbage on the socket: a protocol error kills the host, and says why. */
+        expect_transitions(p, "ProtoProblem", "Unknown", "ProbeCrashed",
+                           "sent a message that is not JSON and was killed", 1);
+
+        /* Meanwhile the good probes kept their pace: ~20 cycles in 2 s each; at least 5 is loose. */
+        isolated_before = count(p->out, "\"reason\":\"IsolatedBeat\"");
+        inprocess_before = count(p->out, "\"reason\":\"InprocessBeat\"");
+        assert_true(isolated_before > 0);
+        assert_true(inprocess_before > 0);
+        {
+                uint64_t end = now_usec(CLOCK_MONOTONIC) + 2 * USEC_PER_SEC;
+                while (now_usec(CLOCK_MONOTONIC) < end)
+                        (void) proc_wait_output(p, "\001never\001", false, 50);
+        }
+        if (count(p->out, "\"reason\":\"IsolatedBeat\"") < isolated_before + 5 ||
+            count(p->out, "\"reason\":\"InprocessBeat\"") < inprocess_before + 5)
+                fail_msg("the good probes fell behind: %zu -> %zu isolated, %zu -> %zu in-process cycles in 2s",
+                         isolated_before, count(p->out, "\"reason\":\"IsolatedBeat\""), inprocess_before,
+                         count(p->out, "\"reason\":\"InprocessBeat\""));
+        assert_null(strstr(p->out, "\"type\":\"TestProblem\",\"status\":\"Unknown\""));
+        assert_null(strstr(p->out, "\"type\":\"OtherProblem\",\"status\":\"Unknown\""));
+
+        /* The daemon is still up, and stops cleanly. */
+        assert_int_equal(kill(p->pid, SIGTERM), 0);
+        assert_int_equal(proc_wait(p, DEADLINE_MS), 0);
+}
+
+static void test_check_config_runs_the_host(void **state) {
+        struct env *e = *state;
+        struct proc *p;
+        int code;
+
+        /* An isolated probe's own keys are checked against its plugin's table, with the position. */
+        test_write_file(e->dir, "conf/nodehealthd.json",
+                        "{\"probes\": {\n  \"t\": {\"plugin\": \"testprobe\", \"count\": \"many\"}}}");
+        p = spawn(e, true, &code, "--check-config", NULL);
+        assert_int_equal(code, 78);
+        assert_contains(p->err, "nodehealthd.json:2:41: \"count\" in probe \"t\" must be an integer");
+        proc_free(p);
+        /* The running daemon refuses it too: a typo never survives into production. */
+        p = spawn(e, true, &code, "--once", NULL);
+        assert_int_equal(code, 78);
+        proc_free(p);
+
+        /* A refused plugin is a configuration error for --check-config. */
+        test_write_file(e->dir, "conf/nodehealthd.json", "{\"probes\": {\"abi\": {\"plugin\": \"badabi\"}}}");
+        p = spawn(e, true, &code, "--check-config", NULL);
+        assert_int_equal(code, 78);
+        assert_contains(p->err, "badabi.so: plugin ABI 2.0");
+        proc_free(p);
+
+        test_write_file(
+                e->dir, "conf/nodehealthd.json",
+                "{\"probes\": {\"t\": {\"plugin\": \"testprobe\", \"count\": 7, \"memory_limit\": \"32MiB\"}}}");
+        p = spawn(e, true, &code, "--check-config", NULL);
+        assert_int_equal(code, 0);
+        proc_free(p);
+}
+
+static void test_once_isolated(void **state) {
+        struct env *e = *state;
+        struct proc *p;
+        int code;
+
+        /* --once waits for an isolated probe's host to start, observe and say done. */
+        test_write_file(e->dir, "conf/nodehealthd.json",
+                        "{\"probes\": {\"t\": {\"plugin\": \"testprobe\", \"declare\": [\"LateDeclared\"]},"
+                        "\"c\": {\"plugin\": \"badcrash\"}}}");
+        test_write_file(e->root, "testprobe/state", "TestProblem True TestBroken from the host\n");
+        p = spawn(e, true, &code, "--once", "--format", "json", NULL);
+        assert_int_equal(code, 0);
+        assert_contains(p->out, "{\"type\":\"TestProblem\",\"status\":\"True\",");
+        assert_contains(p->out, "\"reason\":\"TestBroken\",\"message\":\"from the host\"");
+        assert_contains(p->out, "{\"type\":\"LateDeclared\",\"status\":\"Unknown\",");
+        /* The crashing probe's first cycle is fine: it crashes only from its second one on. */
+        assert_contains(p->out, "{\"type\":\"CrashProblem\",\"status\":\"False\",");
+        assert_contains(p->out, "\"reason\":\"BadOK\",\"message\":\"first cycle\"");
+        proc_free(p);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_check_config_runs_the_host, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_once_isolated, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_bad_probes, setup, teardown),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
