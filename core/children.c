@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "children.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -29,6 +28,8 @@ struct nh_children {
         struct nh_child *watches;
         size_t n_watches; /* not ended */
         struct nh_child *dispatching;
+        sd_event_source *sweep; /* a sweep for orphans after a watched child's exit */
+        sd_event_source *retry; /* the next sweep: soon after a watched zombie, in a second while children run */
 };
 
 static void unlink_child(struct nh_child *child) {
@@ -85,25 +86,53 @@ static int reap_one(pid_t pid) {
         return si.si_pid == pid;
 }
 
+static int on_retry(sd_event_source *s, uint64_t usec, void *userdata) {
+        (void) nh_children_reap_orphans(userdata);
+        return 0;
+}
+
+#define RETRY_SOON_USEC (20 * USEC_PER_MSEC)
+#define RETRY_IDLE_USEC USEC_PER_SEC
+
+static void arm_retry(struct nh_children *c, uint64_t usec) {
+        if (!c->retry) {
+                (void) sd_event_add_time_relative(c->event, &c->retry, CLOCK_MONOTONIC, usec, usec / 2, on_retry, c);
+                return;
+        }
+        if (sd_event_source_set_time_relative(c->retry, usec) >= 0)
+                (void) sd_event_source_set_enabled(c->retry, SD_EVENT_ONESHOT);
+}
+
 unsigned nh_children_reap_orphans(struct nh_children *c) {
-        _cleanup_(closedirp) DIR *tasks = opendir("/proc/self/task");
         unsigned reaped = 0;
-        struct dirent *de;
 
         collect(c);
-        /* Each thread lists the children it forked; re-parented orphans join one of them. */
-        while (tasks && (de = readdir(tasks))) {
-                _cleanup_fclose_ FILE *f = NULL;
-                char path[64];
-                long pid;
+        /*
+         * The kernel names ended children one at a time (WNOWAIT leaves each as it is): ours
+         * to reap unless someone watches it.  A watched one is sd-event's to reap, and it hides
+         * the others behind it: look again shortly, once sd-event has dispatched it.
+         */
+        for (;;) {
+                siginfo_t si = {0};
 
-                if (de->d_name[0] == '.')
-                        continue;
-                snprintf(path, sizeof(path), "/proc/self/task/%.20s/children", de->d_name);
-                f = fopen(path, "re");
-                while (f && fscanf(f, "%ld", &pid) == 1)
-                        if (pid > 0 && !watched(c, (pid_t) pid) && reap_one((pid_t) pid) > 0)
-                                reaped++;
+                if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0)
+                        break; /* ECHILD: no child at all, nothing to look after */
+                if (si.si_pid <= 0) {
+                        /*
+                         * Children run, none has ended.  Their SIGCHLD may not reach the sweep
+                         * (sd-event takes the one that also announces a watched child's end):
+                         * look again in a while, a waitid() a second while any child lives.
+                         */
+                        arm_retry(c, RETRY_IDLE_USEC);
+                        break;
+                }
+                if (watched(c, si.si_pid)) {
+                        arm_retry(c, RETRY_SOON_USEC); /* once sd-event has reaped it */
+                        break;
+                }
+                if (reap_one(si.si_pid) <= 0)
+                        break;
+                reaped++;
         }
         return reaped;
 }
@@ -114,6 +143,23 @@ static int on_sigchld(sd_event_source *s, const struct signalfd_siginfo *si, voi
         if (n > 0)
                 log_debug("Reaped %u orphaned process%s", n, n == 1 ? "" : "es");
         return 0;
+}
+
+static int on_sweep(sd_event_source *s, void *userdata) {
+        (void) on_sigchld(NULL, NULL, userdata);
+        return 0;
+}
+
+/*
+ * SIGCHLD of an orphan that ended together with a watched child merges into one signal, which
+ * may not reach the signal source: after every watched child, one sweep (a later iteration:
+ * sd-event reaps the watched one when its callback returns).
+ */
+static void schedule_sweep(struct nh_children *c) {
+        if (!c->sweep)
+                (void) sd_event_add_defer(c->event, &c->sweep, on_sweep, c);
+        else
+                (void) sd_event_source_set_enabled(c->sweep, SD_EVENT_ONESHOT);
 }
 
 static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata) {
@@ -132,6 +178,7 @@ static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata) {
         c->dispatching = child;
         child->fn(child->userdata, child->pid, si->si_code, si->si_status);
         c->dispatching = NULL;
+        schedule_sweep(c);
         return 0;
 }
 
@@ -177,11 +224,7 @@ int nh_children_new(sd_event *event, bool subreaper, struct nh_children **ret) {
         if (!c)
                 return -ENOMEM;
         c->event = sd_event_ref(event);
-        /* Idle priority: watched children are dispatched (and reaped) before the sweep looks. */
         r = sd_event_add_signal(event, &c->sigchld, SIGCHLD, on_sigchld, c);
-        if (r < 0)
-                return r;
-        r = sd_event_source_set_priority(c->sigchld, SD_EVENT_PRIORITY_IDLE);
         if (r < 0)
                 return r;
         if (subreaper && prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
@@ -196,6 +239,8 @@ struct nh_children *nh_children_free(struct nh_children *c) {
         while (c->watches)
                 unlink_child(c->watches);
         sd_event_source_disable_unref(c->sigchld);
+        sd_event_source_disable_unref(c->sweep);
+        sd_event_source_disable_unref(c->retry);
         sd_event_unref(c->event);
         free(c);
         return NULL;

@@ -596,8 +596,7 @@ static void retire_probe(struct nh_daemon *d, const char *name) {
 
         if (asprintf(&message, "probe %s was removed from the configuration or its plugin directory", name) < 0)
                 message = NULL;
-        (void) nh_table_mark_unknown(d->table, name, NH_REASON_PROBE_REMOVED, message ? message : "probe removed",
-                                     now);
+        (void) nh_table_mark_unknown(d->table, name, NH_REASON_PROBE_REMOVED, message ? message : "probe removed", now);
         nh_table_remove_feeds(d->table, name, NULL, !d->kube, now);
 }
 
@@ -619,8 +618,7 @@ static void drop_undeclared(struct nh_daemon *d, struct nh_probe_ctx *p) {
 static void warn_restart_only(const struct nh_config *old, const struct nh_config *new) {
         if (!streq_null(old->node_name, new->node_name))
                 log_warning("Reload: \"node_name\" changed; it takes effect at the next restart");
-        if (old->kubernetes_heartbeat != new->kubernetes_heartbeat ||
-            old->kubernetes_events != new->kubernetes_events)
+        if (old->kubernetes_heartbeat != new->kubernetes_heartbeat || old->kubernetes_events != new->kubernetes_events)
                 log_warning("Reload: \"kubernetes\" changed; it takes effect at the next restart");
         if (old->journal_enabled != new->journal_enabled)
                 log_warning("Reload: \"journal\" changed; it takes effect at the next restart");
@@ -760,8 +758,8 @@ int nh_daemon_reload(struct nh_daemon *d) {
                         (void) sd_event_source_set_time(d->timers[i], 0);
         (void) arm_stale_timer(d);
         d->n_reloads++;
-        log_info("Reloaded %s: %zu probes (%zu unchanged, %zu started, %zu stopped)", d->opts->config_path,
-                 d->n_probes, n_kept, n_started, n_stopped);
+        log_info("Reloaded %s: %zu probes (%zu unchanged, %zu started, %zu stopped)", d->opts->config_path, d->n_probes,
+                 n_kept, n_started, n_stopped);
         r = 0;
         goto done;
 
@@ -770,8 +768,9 @@ refused:
                 if (!reused[k])
                         nh_probe_free(next[k]);
         d->n_reload_failures++;
-        log_error("Reload refused, the configuration in force stays: %s",
-                  error ? error : r == -ENOMEM ? "out of memory" : strerror(-r));
+        log_error("Reload refused, the configuration in force stays: %s", error          ? error
+                                                                          : r == -ENOMEM ? "out of memory"
+                                                                                         : strerror(-r));
 done:
         free(next);
         free(next_cfg);
@@ -804,12 +803,11 @@ static void notify_status(struct nh_daemon *d, bool ready) {
 static void http_collect(void *userdata, struct nh_metrics_input *ret, struct nh_sink **ret_metrics) {
         struct nh_daemon *d = userdata;
 
-        *ret = (struct nh_metrics_input){
-                .node = d->node_name,
-                .table = d->table,
-                .probes = d->probes,
-                .n_probes = d->n_probes,
-                .n_reloads = d->n_reloads};
+        *ret = (struct nh_metrics_input){.node = d->node_name,
+                                         .table = d->table,
+                                         .probes = d->probes,
+                                         .n_probes = d->n_probes,
+                                         .n_reloads = d->n_reloads};
         for (size_t i = 0; i < d->n_sinks; i++) {
                 if (!ret->kube)
                         ret->kube = nh_sink_kubernetes_client(d->sinks[i]);

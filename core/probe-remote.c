@@ -35,7 +35,6 @@ enum end_reason {
 struct remote {
         struct nh_probe_ctx *ctx;
         struct nh_probe_host *host;
-        const struct nh_probe_config *cfg;
 
         pid_t pid; /* the running host (its process group too); 0 when none */
         int fd;
@@ -51,6 +50,11 @@ struct remote {
         bool stopped; /* refused, bad keys or init failed: never restarted */
         char *buf;
 };
+
+/* Always the ctx's: a reload hands a kept probe the new configuration's copy of its settings. */
+static const struct nh_probe_config *remote_cfg(const struct remote *rm) {
+        return nh_probe_config(rm->ctx);
+}
 
 /* ---- starting a host ---- */
 
@@ -165,7 +169,8 @@ static void reap_later(struct nh_probe_host *host, pid_t pid) {
                 (void) waitpid(pid, NULL, 0); /* only before any loop runs; SIGKILL was sent */
 }
 
-static int handle_new(const struct nh_probe_config *cfg, const char *path, struct nh_plugin_handle **ret);
+static int handle_new(const struct nh_probe_config *cfg, char *const *plugin_dirs, const char *path,
+                      struct nh_plugin_handle **ret);
 
 int nh_probe_remote_open(struct nh_probe_host *host, const struct nh_probe_config *cfg, bool must_answer,
                          struct nh_plugin_handle **ret, char **ret_why) {
@@ -214,7 +219,7 @@ int nh_probe_remote_open(struct nh_probe_host *host, const struct nh_probe_confi
                         return -ETIMEDOUT;
                 }
                 log_warning("probe %s: its probe host did not answer the check; starting it anyway", cfg->name);
-                return handle_new(cfg, NULL, ret);
+                return handle_new(cfg, host->plugin_dirs, NULL, ret);
         }
         if (m.op == NH_OP_FATAL) {
                 /* -ENOENT comes without a text: the caller names the directories. */
@@ -229,7 +234,7 @@ int nh_probe_remote_open(struct nh_probe_host *host, const struct nh_probe_confi
                 return r;
         }
         cJSON_Delete(json);
-        return handle_new(cfg, NULL, ret);
+        return handle_new(cfg, host->plugin_dirs, NULL, ret);
 }
 
 /* ---- the running proxy ---- */
@@ -261,7 +266,7 @@ static void protocol_error(struct remote *rm, const char *why) {
                 return;
         free(rm->end_message);
         rm->end_message = strdup(why);
-        log_warning("probe %s: its probe host (pid %d) sent %s; killing it", rm->cfg->name, (int) rm->pid, why);
+        log_warning("probe %s: its probe host (pid %d) sent %s; killing it", remote_cfg(rm)->name, (int) rm->pid, why);
         kill_host(rm, END_PROTOCOL);
 }
 
@@ -300,15 +305,15 @@ static void check_memory(struct remote *rm) {
         uint64_t rss = 0;
         char r[64];
 
-        if (rm->pid <= 0 || rm->end != END_NONE || host_rss(rm->pid, &rss) < 0 || rss <= rm->cfg->memory_limit)
+        if (rm->pid <= 0 || rm->end != END_NONE || host_rss(rm->pid, &rss) < 0 || rss <= remote_cfg(rm)->memory_limit)
                 return;
         if (asprintf(&message,
                      "probe %s used %llu MiB, more than its memory_limit of %llu MiB: its probe host was "
                      "killed%s",
-                     rm->cfg->name, (unsigned long long) (rss >> 20),
-                     (unsigned long long) (rm->cfg->memory_limit >> 20), restart_text(rm, r, sizeof(r))) < 0)
+                     remote_cfg(rm)->name, (unsigned long long) (rss >> 20),
+                     (unsigned long long) (remote_cfg(rm)->memory_limit >> 20), restart_text(rm, r, sizeof(r))) < 0)
                 message = NULL;
-        log_warning("probe %s: %s", rm->cfg->name, message ? message : "over its memory_limit");
+        log_warning("probe %s: %s", remote_cfg(rm)->name, message ? message : "over its memory_limit");
         kill_host(rm, END_MEMORY);
         nh_probe_mark_unknown(rm->ctx, NH_REASON_PROBE_MEMORY_LIMIT, message ? message : "over its memory_limit");
         if (nh_probe_pending(rm->ctx))
@@ -374,7 +379,7 @@ static void dispatch(struct remote *rm, const struct nh_proto_msg *m) {
                 rm->start_timer = sd_event_source_disable_unref(rm->start_timer);
                 /* A cycle asked for while it started is timed from now. */
                 nh_probe_hold_timeout(rm->ctx, false);
-                log_debug("probe %s: probe host pid %d is ready", rm->cfg->name, (int) rm->pid);
+                log_debug("probe %s: probe host pid %d is ready", remote_cfg(rm)->name, (int) rm->pid);
                 break;
         case NH_OP_FATAL:
                 /* The host exits after this; it is not started again. */
@@ -382,9 +387,9 @@ static void dispatch(struct remote *rm, const struct nh_proto_msg *m) {
                 nh_probe_hold_timeout(rm->ctx, false);
                 if (strcmp(m->kind, "init") == 0)
                         log_error("probe %s (%s): init failed in its probe host: %s; its conditions stay Unknown",
-                                  rm->cfg->name, rm->cfg->plugin, m->error);
+                                  remote_cfg(rm)->name, remote_cfg(rm)->plugin, m->error);
                 else
-                        log_error("probe %s: %s; the probe is skipped", rm->cfg->name, m->error);
+                        log_error("probe %s: %s; the probe is skipped", remote_cfg(rm)->name, m->error);
                 break;
         default:
                 protocol_error(rm, "an unknown message");
@@ -450,24 +455,25 @@ static void on_host_exit(void *userdata, pid_t pid, int code, int status) {
         case END_PROTOCOL:
                 if (rm->end == END_PROTOCOL)
                         r = asprintf(&message, "probe %s crashed: its probe host (pid %d) sent %s and was killed%s",
-                                     rm->cfg->name, (int) pid, rm->end_message ? rm->end_message : "a bad message",
+                                     remote_cfg(rm)->name, (int) pid,
+                                     rm->end_message ? rm->end_message : "a bad message",
                                      restart_text(rm, again, sizeof(again)));
                 else
-                        r = asprintf(&message, "probe %s crashed: its probe host (pid %d) %s%s", rm->cfg->name,
+                        r = asprintf(&message, "probe %s crashed: its probe host (pid %d) %s%s", remote_cfg(rm)->name,
                                      (int) pid, how, restart_text(rm, again, sizeof(again)));
                 if (r < 0)
                         message = NULL;
-                log_warning("probe %s: %s", rm->cfg->name, message ? message : "its probe host crashed");
+                log_warning("probe %s: %s", remote_cfg(rm)->name, message ? message : "its probe host crashed");
                 nh_probe_mark_unknown(rm->ctx, NH_REASON_PROBE_CRASHED, message ? message : "probe host crashed");
                 break;
         case END_TIMEOUT:
         case END_MEMORY:
         case END_START:
-                log_notice("probe %s: its probe host (pid %d) %s%s", rm->cfg->name, (int) pid, how,
+                log_notice("probe %s: its probe host (pid %d) %s%s", remote_cfg(rm)->name, (int) pid, how,
                            restart_text(rm, again, sizeof(again)));
                 break;
         case END_STOP:
-                log_debug("probe %s: its probe host (pid %d) %s", rm->cfg->name, (int) pid, how);
+                log_debug("probe %s: its probe host (pid %d) %s", remote_cfg(rm)->name, (int) pid, how);
                 break;
         }
         nh_probe_hold_timeout(rm->ctx, false);
@@ -499,7 +505,7 @@ static void schedule_restart(struct remote *rm) {
                         r = sd_event_source_set_enabled(rm->restart_timer, SD_EVENT_ONESHOT);
         }
         if (r < 0)
-                log_error_errno(r, "probe %s: cannot arm the restart of its probe host: %m", rm->cfg->name);
+                log_error_errno(r, "probe %s: cannot arm the restart of its probe host: %m", remote_cfg(rm)->name);
 }
 
 /* A host that does not even start (a plugin's constructor or init hangs) is a timeout too. */
@@ -510,8 +516,8 @@ static int on_start_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 
         if (rm->ready || rm->pid <= 0)
                 return 0;
-        if (asprintf(&message, "probe %s: its probe host did not start within %s", rm->cfg->name,
-                     format_duration(d, sizeof(d), NH_REMOTE_START_TIMEOUT_USEC + rm->cfg->timeout)) < 0)
+        if (asprintf(&message, "probe %s: its probe host did not start within %s", remote_cfg(rm)->name,
+                     format_duration(d, sizeof(d), NH_REMOTE_START_TIMEOUT_USEC + remote_cfg(rm)->timeout)) < 0)
                 message = NULL;
         log_warning("%s; killing it", message ? message : "its probe host did not start");
         kill_host(rm, END_START);
@@ -526,9 +532,9 @@ static int start(struct remote *rm) {
         pid_t pid = 0;
         int fd = -1, r;
 
-        r = spawn_host(rm->host, rm->cfg, false, &pid, &fd);
+        r = spawn_host(rm->host, remote_cfg(rm), false, &pid, &fd);
         if (r < 0)
-                return log_error_errno(r, "probe %s: cannot start its probe host: %m", rm->cfg->name);
+                return log_error_errno(r, "probe %s: cannot start its probe host: %m", remote_cfg(rm)->name);
         rm->pid = pid;
         rm->fd = fd;
         rm->end = END_NONE;
@@ -545,7 +551,7 @@ static int start(struct remote *rm) {
                 close_host(rm);
                 rm->pid = 0;
                 (void) waitpid(pid, NULL, 0); /* SIGKILLed, and not ours to leave as a zombie */
-                return log_error_errno(r, "probe %s: cannot watch its probe host: %m", rm->cfg->name);
+                return log_error_errno(r, "probe %s: cannot watch its probe host: %m", remote_cfg(rm)->name);
         }
         if ((r = sd_event_add_io(rm->host->event, &rm->io, fd, EPOLLIN, on_io, rm)) < 0 ||
             (r = sd_event_add_time_relative(rm->host->event, &rm->memory_timer, CLOCK_MONOTONIC,
@@ -553,14 +559,14 @@ static int start(struct remote *rm) {
                     0 ||
             (r = sd_event_source_set_enabled(rm->memory_timer, SD_EVENT_ON)) < 0 ||
             (r = sd_event_add_time_relative(rm->host->event, &rm->start_timer, CLOCK_MONOTONIC,
-                                            NH_REMOTE_START_TIMEOUT_USEC + rm->cfg->timeout, 10 * USEC_PER_MSEC,
+                                            NH_REMOTE_START_TIMEOUT_USEC + remote_cfg(rm)->timeout, 10 * USEC_PER_MSEC,
                                             on_start_timer, rm)) < 0 ||
-            (r = send_init(fd, rm->cfg)) < 0) {
-                log_error_errno(r, "probe %s: cannot talk to its probe host: %m", rm->cfg->name);
+            (r = send_init(fd, remote_cfg(rm))) < 0) {
+                log_error_errno(r, "probe %s: cannot talk to its probe host: %m", remote_cfg(rm)->name);
                 kill_host(rm, END_PROTOCOL);
                 return 0; /* reaped and restarted like a crash */
         }
-        log_info("probe %s (%s): probe host started, pid %d%s", rm->cfg->name, rm->cfg->plugin, (int) pid,
+        log_info("probe %s (%s): probe host started, pid %d%s", remote_cfg(rm)->name, remote_cfg(rm)->plugin, (int) pid,
                  rm->starts > 1 ? " (restarted)" : "");
         return 0;
 }
@@ -570,7 +576,8 @@ static void on_timeout(struct nh_probe_ctx *ctx, void *userdata) {
 
         if (rm->pid <= 0)
                 return;
-        log_warning("probe %s: killing its probe host (pid %d) and its process group", rm->cfg->name, (int) rm->pid);
+        log_warning("probe %s: killing its probe host (pid %d) and its process group", remote_cfg(rm)->name,
+                    (int) rm->pid);
         kill_host(rm, END_TIMEOUT);
 }
 
@@ -590,7 +597,6 @@ static int remote_init(struct nh_probe_ctx *ctx, const void *config, void **ret_
         }
         rm->ctx = ctx;
         rm->host = host;
-        rm->cfg = nh_probe_config(ctx);
         rm->fd = -1;
         rm->backoff = NH_REMOTE_BACKOFF_MIN_USEC;
         nh_probe_set_timeout_hook(ctx, on_timeout, rm);
@@ -632,7 +638,8 @@ static void remote_done(void *state) {
         free(rm);
 }
 
-static int handle_new(const struct nh_probe_config *cfg, const char *path, struct nh_plugin_handle **ret) {
+static int handle_new(const struct nh_probe_config *cfg, char *const *plugin_dirs, const char *path,
+                      struct nh_plugin_handle **ret) {
         struct nh_plugin_handle *h = calloc(1, sizeof(*h));
 
         if (!h)
@@ -643,10 +650,17 @@ static int handle_new(const struct nh_probe_config *cfg, const char *path, struc
                 return -ENOMEM;
         }
         h->remote = true;
+        /* The file the host will load, as the loader would find it: a reload restarts a changed one. */
+        for (size_t i = 0; plugin_dirs && plugin_dirs[i]; i++) {
+                _cleanup_free_ char *so = NULL;
+                if (asprintf(&so, "%s/%s.so", plugin_dirs[i], cfg->plugin) >= 0 && lstat(so, &h->file) >= 0)
+                        break;
+                memset(&h->file, 0, sizeof(h->file));
+        }
         h->desc = (struct nh_plugin){
                 .abi_version = NH_PLUGIN_ABI_VERSION,
                 .struct_size = sizeof(struct nh_plugin),
-                .name = cfg->plugin,
+                .name = h->path, /* not cfg->plugin: the configuration may be replaced by a reload */
                 .description = "an isolated probe's proxy",
                 .init = remote_init,
                 .probe = remote_probe,
@@ -657,5 +671,5 @@ static int handle_new(const struct nh_probe_config *cfg, const char *path, struc
 }
 
 int nh_probe_remote_handle(const struct nh_probe_config *cfg, struct nh_plugin_handle **ret) {
-        return handle_new(cfg, NULL, ret);
+        return handle_new(cfg, NULL, NULL, ret);
 }

@@ -184,6 +184,49 @@ static void test_forget(void **state) {
         assert_int_equal(f->calls, 0);
 }
 
+/*
+ * A watched child and an orphan that end before the loop runs again: their SIGCHLDs merge
+ * into one, which sd-event gives to the watched child's source.  The orphan is reaped anyway.
+ */
+static void test_orphan_ending_with_watched_child(void **state) {
+        struct fixture *f = *state;
+        int pipefd[2];
+        pid_t child, grandchild = 0;
+        uint64_t end;
+
+        assert_int_equal(pipe(pipefd), 0);
+        child = fork();
+        assert_true(child >= 0);
+        if (child == 0) {
+                pid_t parent = getpid(), g = fork();
+                if (g == 0) {
+                        while (getppid() == parent) /* until it is ours: re-parented */
+                                usleep(1000);
+                        _exit(0);
+                }
+                (void) !write(pipefd[1], &g, sizeof(g));
+                _exit(0);
+        }
+        close(pipefd[1]);
+        assert_int_equal(read(pipefd[0], &grandchild, sizeof(grandchild)), (ssize_t) sizeof(grandchild));
+        close(pipefd[0]);
+        assert_int_equal(nh_children_watch(f->children, child, on_exit_cb, f, NULL), 0);
+
+        /* Both end while the loop does not run. */
+        end = now_usec(CLOCK_MONOTONIC) + 10 * USEC_PER_SEC;
+        while (!(is_zombie(child) && is_zombie(grandchild)) && now_usec(CLOCK_MONOTONIC) < end)
+                usleep(1000);
+        assert_true(is_zombie(grandchild));
+
+        loop_until(f, &f->calls, 1);
+        assert_int_equal(f->last_pid, child);
+        end = now_usec(CLOCK_MONOTONIC) + 5 * USEC_PER_SEC;
+        while (kill(grandchild, 0) == 0 && now_usec(CLOCK_MONOTONIC) < end)
+                assert_true(sd_event_run(f->event, 50 * USEC_PER_MSEC) >= 0);
+        assert_int_equal(kill(grandchild, 0), -1);
+        assert_int_equal(errno, ESRCH);
+}
+
 static void respawn_cb(void *userdata, pid_t pid, int code, int status) {
         struct fixture *f = userdata;
 
@@ -217,6 +260,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_not_our_child, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_orphans_are_reaped, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_forget, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_orphan_ending_with_watched_child, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_watch_from_callback, setup, teardown),
         };
 
