@@ -169,8 +169,7 @@ static void reap_later(struct nh_probe_host *host, pid_t pid) {
                 (void) waitpid(pid, NULL, 0); /* only before any loop runs; SIGKILL was sent */
 }
 
-static int handle_new(const struct nh_probe_config *cfg, char *const *plugin_dirs, const char *path,
-                      struct nh_plugin_handle **ret);
+static int handle_new(const struct nh_probe_config *cfg, char *const *plugin_dirs, struct nh_plugin_handle **ret);
 
 int nh_probe_remote_open(struct nh_probe_host *host, const struct nh_probe_config *cfg, bool must_answer,
                          struct nh_plugin_handle **ret, char **ret_why) {
@@ -219,7 +218,7 @@ int nh_probe_remote_open(struct nh_probe_host *host, const struct nh_probe_confi
                         return -ETIMEDOUT;
                 }
                 log_warning("probe %s: its probe host did not answer the check; starting it anyway", cfg->name);
-                return handle_new(cfg, host->plugin_dirs, NULL, ret);
+                return handle_new(cfg, host->plugin_dirs, ret);
         }
         if (m.op == NH_OP_FATAL) {
                 /* -ENOENT comes without a text: the caller names the directories. */
@@ -234,7 +233,7 @@ int nh_probe_remote_open(struct nh_probe_host *host, const struct nh_probe_confi
                 return r;
         }
         cJSON_Delete(json);
-        return handle_new(cfg, host->plugin_dirs, NULL, ret);
+        return handle_new(cfg, host->plugin_dirs, ret);
 }
 
 /* ---- the running proxy ---- */
@@ -638,13 +637,12 @@ static void remote_done(void *state) {
         free(rm);
 }
 
-static int handle_new(const struct nh_probe_config *cfg, char *const *plugin_dirs, const char *path,
-                      struct nh_plugin_handle **ret) {
+static int handle_new(const struct nh_probe_config *cfg, char *const *plugin_dirs, struct nh_plugin_handle **ret) {
         struct nh_plugin_handle *h = calloc(1, sizeof(*h));
 
         if (!h)
                 return -ENOMEM;
-        h->path = strdup(path ? path : cfg->plugin);
+        h->path = strdup(cfg->plugin); /* what the proxy stands for; the host finds the file */
         if (!h->path) {
                 free(h);
                 return -ENOMEM;
@@ -668,8 +666,4 @@ static int handle_new(const struct nh_probe_config *cfg, char *const *plugin_dir
         };
         *ret = h;
         return 0;
-}
-
-int nh_probe_remote_handle(const struct nh_probe_config *cfg, struct nh_plugin_handle **ret) {
-        return handle_new(cfg, NULL, NULL, ret);
 }

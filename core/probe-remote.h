@@ -44,6 +44,3 @@
  */
 int nh_probe_remote_open(struct nh_probe_host *host, const struct nh_probe_config *cfg, bool must_answer,
                          struct nh_plugin_handle **ret, char **ret_why);
-
-/* The proxy's handle without the check. */
-int nh_probe_remote_handle(const struct nh_probe_config *cfg, struct nh_plugin_handle **ret);
