@@ -5,6 +5,8 @@
  */
 #include "npd-config.h"
 
+#include "../common/go-duration.h"
+
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
@@ -66,60 +68,6 @@ static char *where(struct parser *p, const cJSON *node) {
         return s;
 }
 
-/* ---- durations, as Go's time.ParseDuration ---- */
-
-int npd_parse_duration(const char *s, uint64_t *ret_usec) {
-        static const struct {
-                const char *unit;
-                double usec;
-        } units[] = {
-                {"ns", 1e-3}, {"us", 1},  {"\xc2\xb5s", 1}, {"\xce\xbcs", 1},
-                {"ms", 1e3},  {"s", 1e6}, {"m", 60e6},      {"h", 3600e6},
-        };
-        double total = 0;
-
-        if (!s || !*s)
-                return -EINVAL;
-        if (strcmp(s, "0") == 0) {
-                *ret_usec = 0;
-                return 0;
-        }
-        while (*s) {
-                double whole = 0, frac = 0, scale = 1;
-                bool digits = false;
-                size_t best_len = 0, best = 0;
-
-                for (; isdigit((unsigned char) *s); s++) {
-                        whole = whole * 10 + (*s - '0');
-                        digits = true;
-                }
-                if (*s == '.')
-                        for (s++; isdigit((unsigned char) *s); s++) {
-                                scale /= 10;
-                                frac += (*s - '0') * scale;
-                                digits = true;
-                        }
-                if (!digits)
-                        return -EINVAL;
-                /* The longest unit that fits: "ms" before "m". */
-                for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-                        size_t len = strlen(units[i].unit);
-                        if (strncmp(s, units[i].unit, len) == 0 && len > best_len) {
-                                best = i;
-                                best_len = len;
-                        }
-                }
-                if (best_len == 0)
-                        return -EINVAL; /* Go: "missing unit" or "unknown unit" */
-                total += (whole + frac) * units[best].usec;
-                s += best_len;
-                if (total > 100.0 * 365 * 86400 * 1e6)
-                        return -ERANGE;
-        }
-        *ret_usec = (uint64_t) (total + 0.5);
-        return 0;
-}
-
 /* ---- members ---- */
 
 static int check_keys(struct parser *p, const cJSON *obj, const char *const *known, const char *what) {
@@ -172,7 +120,7 @@ static int get_duration(struct parser *p, const cJSON *obj, const char *key, con
         if (!cJSON_IsString(j))
                 return fail(p, j, false, "%s: \"%s\" must be a duration string such as \"30s\", not %s", what, key,
                             json_type_name(j));
-        r = npd_parse_duration(j->valuestring, &v);
+        r = go_parse_duration(j->valuestring, &v);
         if (r == -ERANGE)
                 return fail(p, j, false, "%s: \"%s\" is \"%.64s\", longer than 100 years", what, key, j->valuestring);
         if (r < 0)

@@ -67,9 +67,3 @@ int npd_config_parse(const char *text, size_t len, const char *path, struct npd_
 /* Reads and parses a file (relative paths from dirfd): as npd_config_parse, plus open and read errors. */
 int npd_config_load(int dirfd, const char *path, struct npd_config **ret, char **ret_error);
 struct npd_config *npd_config_free(struct npd_config *c);
-
-/*
- * A duration as Go's time.ParseDuration reads it ("300ms", "1.5h", "2h45m", "0"), without a
- * sign.  0 and the µs (rounded), -EINVAL, -ERANGE (beyond 100 years).
- */
-int npd_parse_duration(const char *s, uint64_t *ret_usec);

@@ -62,6 +62,7 @@
 #include <unistd.h>
 
 #include "rules.h"
+#include "../common/go-duration.h"
 
 #define USEC_PER_SEC UINT64_C(1000000)
 #define USEC_PER_MSEC UINT64_C(1000)
@@ -1056,7 +1057,7 @@ static int kernel_log_init(struct nh_probe_ctx *ctx, const void *config, void **
                 free(error);
                 goto fail;
         }
-        if (c->lookback && *c->lookback && kl_parse_duration(c->lookback, &k->rules->lookback) < 0) {
+        if (c->lookback && *c->lookback && go_parse_duration(c->lookback, &k->rules->lookback) < 0) {
                 nh_log(ctx, NH_LOG_ERR, "\"lookback\" is \"%s\", not a duration such as \"5m\" or \"0\"", c->lookback);
                 r = -EINVAL;
                 goto fail;

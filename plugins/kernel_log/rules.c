@@ -32,6 +32,8 @@
  */
 #include "rules.h"
 
+#include "../common/go-duration.h"
+
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
@@ -79,60 +81,6 @@ static void line_column(const char *text, size_t offset, unsigned *ret_line, uns
         }
         *ret_line = line;
         *ret_column = column;
-}
-
-/* ---- durations ---- */
-
-int kl_parse_duration(const char *s, uint64_t *ret_usec) {
-        static const struct {
-                const char *unit;
-                double usec;
-        } units[] = {
-                {"ns", 1e-3}, {"us", 1},  {"\xc2\xb5s", 1}, {"\xce\xbcs", 1},
-                {"ms", 1e3},  {"s", 1e6}, {"m", 60e6},      {"h", 3600e6},
-        };
-        double total = 0;
-
-        if (!s || !*s)
-                return -EINVAL;
-        if (strcmp(s, "0") == 0) {
-                *ret_usec = 0;
-                return 0;
-        }
-        while (*s) {
-                double whole = 0, frac = 0, scale = 1;
-                bool digits = false;
-                size_t best = 0, best_len = 0;
-
-                for (; isdigit((unsigned char) *s); s++) {
-                        whole = whole * 10 + (*s - '0');
-                        digits = true;
-                }
-                if (*s == '.')
-                        for (s++; isdigit((unsigned char) *s); s++) {
-                                scale /= 10;
-                                frac += (*s - '0') * scale;
-                                digits = true;
-                        }
-                if (!digits)
-                        return -EINVAL;
-                /* The longest unit that fits: "ms" before "m". */
-                for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-                        size_t len = strlen(units[i].unit);
-                        if (strncmp(s, units[i].unit, len) == 0 && len > best_len) {
-                                best = i;
-                                best_len = len;
-                        }
-                }
-                if (best_len == 0)
-                        return -EINVAL;
-                total += (whole + frac) * units[best].usec;
-                s += best_len;
-                if (total > 100.0 * 365 * 86400 * 1e6)
-                        return -ERANGE;
-        }
-        *ret_usec = (uint64_t) (total + 0.5);
-        return 0;
 }
 
 /* ---- patterns ---- */
@@ -603,7 +551,7 @@ static int get_duration(const cJSON *obj, const char *key, uint64_t *ret, const 
 
         if (r < 0 || !text)
                 return r;
-        r = kl_parse_duration(text, ret);
+        r = go_parse_duration(text, ret);
         if (r < 0)
                 r = fail(ret_error, path, "%s: \"%s\" is \"%s\", not a duration such as \"5m\", \"30s\" or \"1h30m\"",
                          what, key, text);

@@ -87,9 +87,6 @@ struct kl_rules *kl_rules_free(struct kl_rules *r);
 /* The index of a condition type in r->conditions, or -1. */
 ssize_t kl_rules_find_condition(const struct kl_rules *r, const char *type);
 
-/* A duration as node-problem-detector writes one (Go's syntax: "5m", "1h30m", "300ms", "0"). */
-int kl_parse_duration(const char *s, uint64_t *ret_usec);
-
 /* ---- the log buffer ---- */
 
 /*

@@ -26,6 +26,7 @@
 
 #include "children.h"
 #include "npd-config.h"
+#include "../../plugins/common/go-duration.h"
 #include "testlib.h"
 #include "util.h"
 
@@ -940,7 +941,7 @@ static void test_durations(void **state) {
 
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
                 uint64_t v = 0;
-                int r = npd_parse_duration(cases[i].text, &v);
+                int r = go_parse_duration(cases[i].text, &v);
                 if (r != cases[i].r || (r == 0 && v != cases[i].usec)) {
                         print_error("\"%s\": r=%d v=%llu\n", cases[i].text, r, (unsigned long long) v);
                         fail();
