@@ -86,8 +86,10 @@ static int reap_one(pid_t pid) {
         return si.si_pid == pid;
 }
 
+static unsigned reap_orphans(struct nh_children *c);
+
 static int on_retry(sd_event_source *s, uint64_t usec, void *userdata) {
-        (void) nh_children_reap_orphans(userdata);
+        (void) reap_orphans(userdata);
         return 0;
 }
 
@@ -103,7 +105,8 @@ static void arm_retry(struct nh_children *c, uint64_t usec) {
                 (void) sd_event_source_set_enabled(c->retry, SD_EVENT_ONESHOT);
 }
 
-unsigned nh_children_reap_orphans(struct nh_children *c) {
+/* Reaps every ended child nobody watches; returns how many. */
+static unsigned reap_orphans(struct nh_children *c) {
         unsigned reaped = 0;
 
         collect(c);
@@ -138,7 +141,7 @@ unsigned nh_children_reap_orphans(struct nh_children *c) {
 }
 
 static int on_sigchld(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
-        unsigned n = nh_children_reap_orphans(userdata);
+        unsigned n = reap_orphans(userdata);
 
         if (n > 0)
                 log_debug("Reaped %u orphaned process%s", n, n == 1 ? "" : "es");

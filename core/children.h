@@ -38,8 +38,5 @@ int nh_children_watch(struct nh_children *c, pid_t pid, nh_child_exit_fn fn, voi
 /* Stops watching: `fn` is not called; the orphan reaper reaps the process when it ends. */
 void nh_child_forget(struct nh_child *child);
 
-/* Reaps every ended child nobody watches; returns how many.  Runs on SIGCHLD by itself. */
-unsigned nh_children_reap_orphans(struct nh_children *c);
-
 /* How many children are watched now. */
 size_t nh_children_watched(const struct nh_children *c);

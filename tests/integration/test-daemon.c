@@ -45,56 +45,6 @@ static void assert_table_row(const char *table, const char *type, const char *st
                 }
         fail_msg("no row for %s in:\n%s", type, table);
 }
-
-static void copy_tree(const char *from, const char *to) {
-
-        char *argv[] = {"/bin/cp", "-a", NULL, NULL, NULL};
-        char *src = NULL;
-        int code;
-
-        assert_true(asprintf(&src, "%s/.", from) >= 0);
-        assert_int_equal(mkdir(to, 0755) < 0 ? errno : 0, 0);
-        argv[2] = src;
-        argv[3] = (char *) to;
-        proc_free(proc_run(argv, DEADLINE_MS, &code));
-        assert_int_equal(code, 0);
-        free(src);
-}
-
-/*
- * Replaces the memory files in e->proc with the scenario's, each by an atomic rename: the
- * running daemon holds the directory open and reads the files while the test writes them.
- */
-static void swap_fixture(struct env *e, const char *scenario) {
-        static const char *const files[] = {"meminfo", "vmstat", "pressure/memory"};
-
-        for (size_t i = 0; i < ELEMENTSOF(files); i++) {
-                char *from = NULL, *text;
-
-                assert_true(asprintf(&from, "%s/tests/fixtures/memory/%s/proc/%s", test_srcdir(), scenario, files[i]) >=
-                            0);
-                text = test_read_file(from);
-                if (text)
-                        test_write_file(e->proc, files[i], text);
-                else {
-                        char *to = test_path(e->proc, files[i]);
-                        (void) unlink(to);
-                        free(to);
-                }
-                free(text);
-                free(from);
-        }
-}
-
-static void use_fixture(struct env *e, const char *scenario) {
-        char *from = NULL;
-
-        assert_true(asprintf(&from, "%s/tests/fixtures/memory/%s/proc", test_srcdir(), scenario) >= 0);
-        test_rmtree(e->proc);
-        copy_tree(from, e->proc);
-        free(from);
-}
-
 static int setup(void **state) {
         struct env *e = calloc(1, sizeof(*e));
         char *shipped = test_path(test_srcdir(), "conf/nodehealthd.json");
@@ -220,7 +170,7 @@ static void test_usage_is_64(void **state) {
         int code;
         struct proc *p;
 
-        use_fixture(e, "healthy");
+        test_use_memory_fixture(e->proc, "healthy");
         p = spawn(e, true, &code, "--format", "xml", NULL);
 
         assert_int_equal(code, 64);
@@ -238,7 +188,7 @@ static void test_check_config(void **state) {
         int code;
         struct proc *p;
 
-        use_fixture(e, "healthy");
+        test_use_memory_fixture(e->proc, "healthy");
         p = spawn(e, true, &code, "--check-config", NULL);
         assert_int_equal(code, 0);
         assert_contains(p->out, "configuration is valid");
@@ -290,7 +240,7 @@ static void test_once_json(void **state) {
         cJSON *j;
         const cJSON *list, *c;
 
-        use_fixture(e, "healthy");
+        test_use_memory_fixture(e->proc, "healthy");
         p = spawn(e, true, &code, "--once", "--format", "json", NULL);
         assert_int_equal(code, 0);
         j = parse_line(p->out, 0);
@@ -313,7 +263,7 @@ static void test_once_json(void **state) {
         cJSON_Delete(j);
         proc_free(p);
 
-        use_fixture(e, "thrashing");
+        test_use_memory_fixture(e->proc, "thrashing");
         p = spawn(e, true, &code, "--once", "--format", "json", NULL);
         assert_int_equal(code, 0);
         j = parse_line(p->out, 0);
@@ -332,7 +282,7 @@ static void test_once_event_after_table(void **state) {
         cJSON *j;
 
         /* An event of the first cycle comes after the start object, which is always line one. */
-        use_fixture(e, "healthy");
+        test_use_memory_fixture(e->proc, "healthy");
         test_write_file(e->dir, "conf/conf.d/90-test.json",
                         "{\"probes\": {\"memory\": {\"enabled\": false}, \"pid\": {\"enabled\": false}, \"network\": "
                         "{\"enabled\": false}, \"disk\": {\"enabled\": false}, \"t\": "
@@ -360,7 +310,7 @@ static void test_once_waits_for_async_probes(void **state) {
         int code;
         struct proc *p;
 
-        use_fixture(e, "healthy");
+        test_use_memory_fixture(e->proc, "healthy");
         test_write_file(e->dir, "conf/conf.d/90-test.json",
                         "{\"probes\": {\"memory\": {\"enabled\": false}, \"pid\": {\"enabled\": false}, \"network\": "
                         "{\"enabled\": false}, \"disk\": {\"enabled\": false},"
@@ -382,7 +332,7 @@ static void test_daemon_trigger_runs_a_cycle_now(void **state) {
         struct env *e = *state;
         struct proc *p;
 
-        use_fixture(e, "healthy");
+        test_use_memory_fixture(e->proc, "healthy");
         /* An hour between cycles: only triggers can bring the three observations raise_after needs. */
         test_write_file(e->dir, "conf/conf.d/90-test.json",
                         "{\"journal\": {\"enabled\": false}, \"probes\": {\"memory\": {\"enabled\": false}, \"pid\": "
@@ -417,7 +367,7 @@ static void test_once_table(void **state) {
         int code;
         struct proc *p;
 
-        use_fixture(e, "healthy");
+        test_use_memory_fixture(e->proc, "healthy");
         p = spawn(e, true, &code, "--once", NULL);
         assert_int_equal(code, 0);
         assert_contains(p->out, "Node itest-");
@@ -494,18 +444,18 @@ static void test_daemon_transitions_to_journal(void **state) {
         size_t n, thrash = 0;
 
         require_journald();
-        use_fixture(e, "healthy");
+        test_use_memory_fixture(e->proc, "healthy");
         /* The shipped conf, sped up by a drop-in, as an operator would tune it. */
         test_write_file(e->dir, "conf/conf.d/90-fast.json", "{\"probes\": {\"memory\": {\"interval\": \"100ms\"}}}");
         p = spawn(e, false, NULL, "--format", "json", NULL);
         assert_true(proc_wait_output(p, "\"conditions\":[", false, DEADLINE_MS));
 
         proc_mark(p);
-        swap_fixture(e, "thrashing");
+        test_swap_memory_fixture(e->proc, "thrashing");
         if (!proc_wait_output(p, "{\"type\":\"MemoryThrashing\",\"status\":\"True\"", false, DEADLINE_MS))
                 fail_msg("no MemoryStall transition; stdout:\n%s\nstderr:\n%s", p->out, p->err);
         proc_mark(p);
-        swap_fixture(e, "healthy");
+        test_swap_memory_fixture(e->proc, "healthy");
         assert_true(proc_wait_output(p, "{\"type\":\"MemoryThrashing\",\"status\":\"False\"", false, DEADLINE_MS));
         stop(p);
         /* Each transition line is one JSON object naming the node. */
@@ -540,7 +490,7 @@ static void test_daemon_survives_failing_probe(void **state) {
         struct env *e = *state;
         struct proc *p;
 
-        use_fixture(e, "healthy");
+        test_use_memory_fixture(e->proc, "healthy");
         test_write_file(e->dir, "conf/conf.d/90-test.json",
                         "{\"journal\": {\"enabled\": false}, \"probes\": {"
                         "\"memory\": {\"interval\": \"100ms\"},"
@@ -557,7 +507,7 @@ static void test_daemon_survives_failing_probe(void **state) {
                                      "TestProblem  False -> Unknown  ProbeFailed: probe t failed: Input/output error",
                                      false, DEADLINE_MS));
         /* The memory probe kept working meanwhile. */
-        swap_fixture(e, "thrashing");
+        test_swap_memory_fixture(e->proc, "thrashing");
         assert_true(proc_wait_output(p, "MemoryThrashing  False -> True  MemoryStall", false, DEADLINE_MS));
 
         test_write_file(e->root, "testprobe/state", "TestProblem True TestBroken now\n");
@@ -569,7 +519,7 @@ static void test_daemon_sigint_and_stale(void **state) {
         struct env *e = *state;
         struct proc *p;
 
-        use_fixture(e, "healthy");
+        test_use_memory_fixture(e->proc, "healthy");
         /* A probe that stops reporting a type: Unknown after 3 intervals + timeout. */
         test_write_file(e->dir, "conf/conf.d/90-test.json",
                         "{\"journal\": {\"enabled\": false}, \"probes\": {\"memory\": {\"enabled\": false}, \"pid\": "

@@ -40,47 +40,6 @@ struct env {
 };
 
 /* ---- the daemon ---- */
-
-static void copy_tree(const char *from, const char *to) {
-        char *argv[] = {"/bin/cp", "-a", NULL, NULL, NULL};
-        char *src = NULL;
-        int code;
-
-        assert_true(asprintf(&src, "%s/.", from) >= 0);
-        assert_int_equal(mkdir(to, 0755) < 0 ? errno : 0, 0);
-        argv[2] = src;
-        argv[3] = (char *) to;
-        proc_free(proc_run(argv, DEADLINE_MS, &code));
-        assert_int_equal(code, 0);
-        free(src);
-}
-
-static void use_fixture(struct env *e, const char *scenario) {
-        char *from = NULL;
-
-        assert_true(asprintf(&from, "%s/tests/fixtures/memory/%s/proc", test_srcdir(), scenario) >= 0);
-        test_rmtree(e->proc);
-        copy_tree(from, e->proc);
-        free(from);
-}
-
-/* The running daemon reads these files: each is replaced by an atomic rename. */
-static void swap_fixture(struct env *e, const char *scenario) {
-        static const char *const files[] = {"meminfo", "vmstat", "pressure/memory"};
-
-        for (size_t i = 0; i < ELEMENTSOF(files); i++) {
-                char *from = NULL, *text;
-
-                assert_true(asprintf(&from, "%s/tests/fixtures/memory/%s/proc/%s", test_srcdir(), scenario, files[i]) >=
-                            0);
-                text = test_read_file(from);
-                assert_non_null(text);
-                test_write_file(e->proc, files[i], text);
-                free(text);
-                free(from);
-        }
-}
-
 /* A port nobody listens on now: bound to 127.0.0.1:0, read back, released. */
 static unsigned free_port(void) {
         struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -348,7 +307,7 @@ static void test_metrics(void **state) {
         struct reply r;
         struct proc *p;
 
-        use_fixture(e, "healthy");
+        test_use_memory_fixture(e->proc, "healthy");
         /* memory every 100 ms (shipped: raise_after 1, clear_after 3); t once, with an event and counters. */
         configure(e, NULL,
                   "\"memory\": {\"interval\": \"100ms\"}, "
@@ -397,7 +356,7 @@ static void test_metrics(void **state) {
 
         /* A known problem: the gauge flips to the new reason, the old one stays at 0, the counter counts. */
         proc_mark(p);
-        swap_fixture(e, "thrashing");
+        test_swap_memory_fixture(e->proc, "thrashing");
         if (!proc_wait_output(p, "MemoryThrashing  False -> True  MemoryStall", false, DEADLINE_MS))
                 fail_msg("no MemoryStall transition; stdout:\n%s", p->out);
         r = fetch(e, NULL, "/metrics", NULL);
@@ -411,14 +370,14 @@ static void test_metrics(void **state) {
 
         /* It clears, and comes back: the gauge follows, the counter is at 2. */
         proc_mark(p);
-        swap_fixture(e, "healthy");
+        test_swap_memory_fixture(e->proc, "healthy");
         assert_true(proc_wait_output(p, "MemoryThrashing  True -> False", false, DEADLINE_MS));
         r = fetch(e, NULL, "/metrics", NULL);
         assert_true(gauge(e, r.body, "MemoryThrashing", "MemoryStall") == 0);
         assert_true(gauge(e, r.body, "MemoryThrashing", "MemoryNotThrashing") == 0);
         reply_done(&r);
         proc_mark(p);
-        swap_fixture(e, "thrashing");
+        test_swap_memory_fixture(e->proc, "thrashing");
         assert_true(proc_wait_output(p, "MemoryThrashing  False -> True  MemoryStall", false, DEADLINE_MS));
         r = fetch(e, NULL, "/metrics", NULL);
         assert_true(counter(e, r.body, "MemoryStall") == 2);
@@ -454,7 +413,7 @@ static void test_conditions(void **state) {
         const cJSON *c, *want;
         const char *end;
 
-        use_fixture(e, "thrashing");
+        test_use_memory_fixture(e->proc, "thrashing");
         /* Nothing changes after the start: what --format json printed first is still true. */
         configure(e, NULL, "\"memory\": {\"interval\": \"1h\"}");
         p = start(e, "json");
@@ -513,7 +472,7 @@ static void test_healthz_source_dies(void **state) {
         struct reply r;
         struct proc *p;
 
-        use_fixture(e, "healthy");
+        test_use_memory_fixture(e->proc, "healthy");
         configure(e, NULL,
                   "\"memory\": {\"interval\": \"100ms\"}, "
                   "\"t\": {\"plugin\": \"testprobe\", \"interval\": \"100ms\", \"timeout\": \"100ms\"}");
@@ -560,7 +519,7 @@ static void test_healthz_init_failed(void **state) {
         struct env *e = *state;
         struct proc *p;
 
-        use_fixture(e, "healthy");
+        test_use_memory_fixture(e->proc, "healthy");
         configure(e, NULL, "\"u\": {\"plugin\": \"testprobe\", \"init_fail\": true, \"isolation\": \"inprocess\"}");
         p = start(e, "table");
         expect_health(e, 503, "probe: TestProblem is Unknown (ProbeInitFailed): ");
@@ -594,7 +553,7 @@ static void test_healthz_source_killed(void **state) {
         pid_t kids[8];
         size_t n;
 
-        use_fixture(e, "healthy");
+        test_use_memory_fixture(e->proc, "healthy");
         /* The test probe in a probe host of its own, which the test kills as the OOM killer would. */
         configure(e, NULL,
                   "\"memory\": {\"interval\": \"1h\"}, "
@@ -631,7 +590,7 @@ static void test_healthz_loop_stalled(void **state) {
         struct env *e = *state;
         struct proc *p;
 
-        use_fixture(e, "healthy");
+        test_use_memory_fixture(e->proc, "healthy");
         configure(e, NULL, "\"memory\": {\"interval\": \"1h\"}");
         p = start(e, "table");
         expect_health(e, 200, "ok\n");
@@ -690,7 +649,7 @@ static void test_wrong_requests(void **state) {
         struct proc *p;
         char *got;
 
-        use_fixture(e, "healthy");
+        test_use_memory_fixture(e->proc, "healthy");
         configure(e, NULL, "\"memory\": {\"interval\": \"1h\"}");
         p = start(e, "table");
 
@@ -773,7 +732,7 @@ static void test_listen_config(void **state) {
                 {"[fe80::1%eth0]:80", "the address is not an IPv6 address"},
         };
 
-        use_fixture(e, "healthy");
+        test_use_memory_fixture(e->proc, "healthy");
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
                 char *text = NULL;
                 assert_true(asprintf(&text, "{\n  \"http\": {\"listen\": \"%s\"}\n}\n", bad[i].listen) >= 0);
@@ -828,7 +787,7 @@ static void test_ipv6(void **state) {
                 skip(); /* no ::1 here (IPv6 disabled): nothing to listen on */
         }
         close(fd);
-        use_fixture(e, "healthy");
+        test_use_memory_fixture(e->proc, "healthy");
         snprintf(listen, sizeof(listen), "[::1]:%u", e->port);
         configure(e, listen, "\"memory\": {\"interval\": \"1h\"}");
         p = start(e, "table");

@@ -49,9 +49,6 @@ static void copy_file(const char *from, const char *to, mode_t mode) {
 
 static int setup(void **state) {
         struct env *e = calloc(1, sizeof(*e));
-        char *from = NULL;
-        char *argv[] = {"/bin/cp", "-a", NULL, NULL, NULL};
-        int code;
 
         e->dir = test_mkdtemp();
         assert_int_equal(chmod(e->dir, 0755), 0);
@@ -65,12 +62,7 @@ static int setup(void **state) {
         assert_int_equal(mkdir(e->dropdir, 0755), 0);
         e->plugin_dir = test_path(test_builddir(), "plugins/.libs");
         e->test_plugin_dir = test_path(test_builddir(), "tests/plugins/.libs");
-        assert_true(asprintf(&from, "%s/tests/fixtures/memory/healthy/proc", test_srcdir()) >= 0);
-        argv[2] = from;
-        argv[3] = e->proc;
-        proc_free(proc_run(argv, DEADLINE_MS, &code));
-        assert_int_equal(code, 0);
-        free(from);
+        test_use_memory_fixture(e->proc, "healthy");
         *state = e;
         return 0;
 }

@@ -107,6 +107,50 @@ char *test_read_file(const char *path) {
         return text;
 }
 
+void test_copy_tree(const char *from, const char *to) {
+        char *argv[] = {"/bin/cp", "-a", NULL, NULL, NULL};
+        char *src = NULL;
+        int code;
+
+        assert_true(asprintf(&src, "%s/.", from) >= 0);
+        assert_int_equal(mkdir(to, 0755) < 0 ? errno : 0, 0);
+        argv[2] = src;
+        argv[3] = (char *) to;
+        proc_free(proc_run(argv, 10000, &code));
+        assert_int_equal(code, 0);
+        free(src);
+}
+
+void test_use_memory_fixture(const char *proc, const char *scenario) {
+        char *from = NULL;
+
+        assert_true(asprintf(&from, "%s/tests/fixtures/memory/%s/proc", test_srcdir(), scenario) >= 0);
+        test_rmtree(proc);
+        test_copy_tree(from, proc);
+        free(from);
+}
+
+void test_swap_memory_fixture(const char *proc, const char *scenario) {
+        static const char *const files[] = {"meminfo", "vmstat", "pressure/memory"};
+
+        for (size_t i = 0; i < ELEMENTSOF(files); i++) {
+                char *from = NULL, *text;
+
+                assert_true(asprintf(&from, "%s/tests/fixtures/memory/%s/proc/%s", test_srcdir(), scenario, files[i]) >=
+                            0);
+                text = test_read_file(from);
+                if (text)
+                        test_write_file(proc, files[i], text); /* written beside, then renamed */
+                else {
+                        char *to = test_path(proc, files[i]);
+                        (void) unlink(to);
+                        free(to);
+                }
+                free(text);
+                free(from);
+        }
+}
+
 /* ---- harness ---- */
 
 static uint64_t harness_now(void *userdata, clockid_t clock) {

@@ -34,6 +34,17 @@ void test_write_file(const char *dir, const char *relpath, const char *content);
 char *test_path(const char *dir, const char *relpath); /* asprintf'd join */
 char *test_read_file(const char *path); /* whole file or NULL */
 
+/* Makes directory `to` and copies the tree `from` into it (cp -a); asserts on failure. */
+void test_copy_tree(const char *from, const char *to);
+
+/*
+ * The memory fixtures (tests/fixtures/memory/SCENARIO/proc) as a --proc-path tree: use puts a
+ * fresh copy at `proc`; swap replaces the files a running daemon reads, each by an atomic
+ * rename (a file the scenario lacks is removed).
+ */
+void test_use_memory_fixture(const char *proc, const char *scenario);
+void test_swap_memory_fixture(const char *proc, const char *scenario);
+
 /* ---- probe harness ---- */
 
 struct harness {
