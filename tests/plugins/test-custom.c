@@ -134,25 +134,28 @@ static struct env *env_new(const char *npd, const char *extra) {
         return e;
 }
 
+static size_t scan_children(bool zombies_only, bool show);
 static size_t count_zombies(void);
 
 static bool no_children(struct harness *h) {
         return nh_children_watched(h->children) == 0;
 }
 
-/* No script running, and every orphan they left reaped (the reaper runs on SIGCHLD). */
+/*
+ * No script running, and nothing they started left: neither running nor a zombie.  "No zombie"
+ * alone is not enough: a process killed with its script's group may still be dying, not yet a
+ * zombie, when the script's end is reported.
+ */
 static bool settled(struct harness *h) {
-        return no_children(h) && count_zombies() == 0;
+        return no_children(h) && scan_children(false, false) == 0;
 }
-
-static void print_zombies(void);
 
 /* harness_loop(h, ms, settled), saying what is left when it does not settle. */
 static bool wait_settled(struct harness *h, int timeout_ms) {
         if (harness_loop(h, timeout_ms, settled))
                 return true;
         print_error("# %zu children still watched\n", nh_children_watched(h->children));
-        print_zombies();
+        (void) scan_children(false, true);
         return false;
 }
 
@@ -189,8 +192,11 @@ static void assert_message(struct harness *h, const char *type, const char *mess
         }
 }
 
-/* Zombies whose parent is this process: children nobody reaped. */
-static size_t count_zombies(void) {
+/*
+ * This process's children as /proc lists them: all of them, or only the zombies (ended, and
+ * nobody reaped them).  `show` prints each one.
+ */
+static size_t scan_children(bool zombies_only, bool show) {
         DIR *d = opendir("/proc");
         struct dirent *de;
         size_t n = 0;
@@ -212,38 +218,20 @@ static size_t count_zombies(void) {
                 fclose(f);
                 /* "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses. */
                 close_paren = strrchr(buf, ')');
-                if (close_paren && sscanf(close_paren + 1, " %c %ld", &state, &ppid) == 2 && state == 'Z' &&
-                    ppid == (long) getpid())
-                        n++;
+                if (!close_paren || sscanf(close_paren + 1, " %c %ld", &state, &ppid) != 2 || ppid != (long) getpid())
+                        continue;
+                if (zombies_only && state != 'Z')
+                        continue;
+                if (show)
+                        print_error("# child left: %.120s", buf);
+                n++;
         }
         closedir(d);
         return n;
 }
 
-static void print_zombies(void) {
-        DIR *d = opendir("/proc");
-        struct dirent *de;
-
-        while (d && (de = readdir(d))) {
-                char path[300], buf[1024];
-                FILE *f;
-
-                if (de->d_name[0] < '0' || de->d_name[0] > '9')
-                        continue;
-                snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
-                f = fopen(path, "re");
-                if (!f)
-                        continue;
-                if (fgets(buf, sizeof(buf), f)) {
-                        char *paren = strrchr(buf, ')'), state;
-                        long ppid;
-                        if (paren && sscanf(paren + 1, " %c %ld", &state, &ppid) == 2 && ppid == (long) getpid())
-                                print_error("# child left: %.120s", buf);
-                }
-                fclose(f);
-        }
-        if (d)
-                closedir(d);
+static size_t count_zombies(void) {
+        return scan_children(true, false);
 }
 
 static long read_pid_file(const char *dir, const char *name) {
