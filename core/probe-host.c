@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
@@ -35,7 +36,12 @@ struct host {
         sd_event *event;
         struct nh_probe_ctx *probe;
         int exit_status;
+        sd_event_source *counters_timer; /* sends the counters a while after one changed */
+        bool counters_changed;
 };
+
+/* How long a changed counter may wait to be sent, so a probe counting fast sends a few messages. */
+#define COUNTERS_DELAY_USEC (500 * USEC_PER_MSEC)
 
 static void fatal_exit(struct host *h, int status) {
         h->exit_status = status;
@@ -107,8 +113,47 @@ static void fwd_trigger(void *userdata, struct nh_probe_ctx *p) {
         (void) send_or_exit(h, nh_proto_send_strings(h->fd, "trigger", NULL));
 }
 
+static void send_counters(struct host *h) {
+        const struct nh_probe_counter *c;
+        size_t n = 0;
+
+        if (!h->counters_changed || !h->probe)
+                return;
+        h->counters_changed = false;
+        c = nh_probe_counters(h->probe, &n);
+        for (size_t i = 0; i < n; i++) {
+                char value[24];
+
+                snprintf(value, sizeof(value), "%" PRIu64, c[i].value);
+                if (send_or_exit(h, nh_proto_send_strings(h->fd, "counter", "name", c[i].name, "value", value, NULL)) <
+                    0)
+                        return;
+        }
+}
+
+static int on_counters_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        send_counters(userdata);
+        return 0;
+}
+
+static void fwd_counters_changed(void *userdata) {
+        struct host *h = userdata;
+
+        if (h->counters_changed)
+                return; /* the timer is on its way */
+        h->counters_changed = true;
+        if (!h->counters_timer)
+                (void) sd_event_add_time_relative(h->event, &h->counters_timer, CLOCK_MONOTONIC, COUNTERS_DELAY_USEC, 0,
+                                                  on_counters_timer, h);
+        else if (sd_event_source_set_time_relative(h->counters_timer, COUNTERS_DELAY_USEC) >= 0)
+                (void) sd_event_source_set_enabled(h->counters_timer, SD_EVENT_ONESHOT);
+}
+
 static void fwd_cycle_done(void *userdata, struct nh_probe_ctx *p) {
         struct host *h = userdata;
+
+        /* What the cycle counted is there when the daemon hears it ended. */
+        send_counters(h);
         (void) send_or_exit(h, nh_proto_send_strings(h->fd, "done", NULL));
 }
 
@@ -116,6 +161,7 @@ static const struct nh_probe_forward forward = {
         .declare = fwd_declare,
         .observe = fwd_observe,
         .mark_unknown = fwd_mark_unknown,
+        .counters_changed = fwd_counters_changed,
 };
 
 static int send_fatal(int fd, const char *kind, int error, const char *text) {
@@ -333,6 +379,7 @@ int nh_probe_host_main(int argc, char **argv) {
         } else if (send_or_exit(&h, nh_proto_send_strings(h.fd, "ready", NULL)) >= 0)
                 (void) sd_event_loop(h.event);
 
+        h.counters_timer = sd_event_source_disable_unref(h.counters_timer);
         h.probe = nh_probe_free(h.probe);
         children = nh_children_free(children);
         sd_event_unref(h.event);

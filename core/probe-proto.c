@@ -11,6 +11,7 @@
 
 #define NAME_MAX_LEN 128 /* CamelCase types and reasons: is_camel_case() caps them here */
 #define PROBLEM_MAX_LEN 64
+#define COUNTER_NAME_MAX_LEN 64
 
 static const struct {
         const char *name;
@@ -21,6 +22,7 @@ static const struct {
         [NH_OP_UNKNOWN] = {"unknown", {"reason", "message"}},
         [NH_OP_EVENT] = {"event", {"reason", "message"}},
         [NH_OP_TRIGGER] = {"trigger", {NULL}},
+        [NH_OP_COUNTER] = {"counter", {"name", "value"}},
         [NH_OP_DONE] = {"done", {NULL}},
         [NH_OP_READY] = {"ready", {NULL}},
         [NH_OP_FATAL] = {"fatal", {"kind", "errno", "error"}},
@@ -40,6 +42,21 @@ static const char *string_member(const cJSON *o, const char *key, size_t max, bo
                 return NULL;
         }
         return v->valuestring;
+}
+
+/* A uint64_t in decimal digits, nothing else (no sign, no space, no overflow). */
+static bool parse_u64(const char *s, uint64_t *ret) {
+        uint64_t v = 0;
+
+        if (!s || !*s || strlen(s) > 20)
+                return false;
+        for (; *s; s++) {
+                if (*s < '0' || *s > '9' || v > (UINT64_MAX - (uint64_t) (*s - '0')) / 10)
+                        return false;
+                v = v * 10 + (uint64_t) (*s - '0');
+        }
+        *ret = v;
+        return true;
 }
 
 static bool allowed_key(enum nh_proto_op op, const char *key) {
@@ -108,6 +125,12 @@ int nh_proto_parse(const char *buf, size_t len, cJSON **ret_json, struct nh_prot
         case NH_OP_EVENT:
                 m.reason = string_member(json, "reason", NAME_MAX_LEN, true, &ok);
                 m.message = string_member(json, "message", NH_PROTO_TEXT_MAX, true, &ok);
+                break;
+        case NH_OP_COUNTER:
+                /* The name's rules are nh_counter_set()'s, which the receiver applies. */
+                m.name = string_member(json, "name", COUNTER_NAME_MAX_LEN, true, &ok);
+                if (!parse_u64(string_member(json, "value", 20, true, &ok), &m.value))
+                        ok = false;
                 break;
         case NH_OP_FATAL: {
                 const cJSON *e = cJSON_GetObjectItemCaseSensitive(json, "errno");

@@ -8,6 +8,8 @@
  * host -> daemon: {"op":"declare","type","healthy_reason"}, {"op":"report","type",
  *                 "problem"?, "status", "reason"?, "message"?}, {"op":"unknown","reason",
  *                 "message"}, {"op":"event","reason","message"}, {"op":"trigger"},
+ *                 {"op":"counter","name","value"} (a counter of nh_counter_set(), its value in
+ *                 decimal digits: a JSON number cannot hold every uint64_t),
  *                 {"op":"done"} (a cycle ended), {"op":"ready"} (init succeeded, or in check
  *                 mode the plugin loaded and its keys fit), {"op":"fatal","kind":"refused"|
  *                 "config"|"init","errno","error"} (the host stops and exits).
@@ -20,6 +22,7 @@
 #include <cjson/cJSON.h>
 #include <nodehealth/plugin.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define NH_PROTO_MESSAGE_MAX 65536
 #define NH_PROTO_TEXT_MAX 32768 /* messages and errors; longer ones are cut by the host */
@@ -30,6 +33,7 @@ enum nh_proto_op {
         NH_OP_UNKNOWN,
         NH_OP_EVENT,
         NH_OP_TRIGGER,
+        NH_OP_COUNTER,
         NH_OP_DONE,
         NH_OP_READY,
         NH_OP_FATAL,
@@ -40,8 +44,9 @@ enum nh_proto_op {
 /* A host's message, checked; the strings point into the cJSON tree it was parsed into. */
 struct nh_proto_msg {
         enum nh_proto_op op;
-        const char *type, *healthy_reason, *problem, *reason, *message, *kind, *error;
+        const char *type, *healthy_reason, *problem, *reason, *message, *kind, *error, *name;
         enum nh_status status;
+        uint64_t value; /* "value" of a counter message */
         int error_code; /* "errno" of a fatal message: a negative errno */
 };
 

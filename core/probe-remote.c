@@ -364,6 +364,13 @@ static void dispatch(struct remote *rm, const struct nh_proto_msg *m) {
         case NH_OP_TRIGGER:
                 (void) nh_trigger(rm->ctx);
                 break;
+        case NH_OP_COUNTER:
+                r = nh_counter_set(rm->ctx, m->name, m->value);
+                if (r == -EINVAL)
+                        protocol_error(rm, "a counter name the core refuses");
+                else if (r < 0)
+                        log_debug("probe %s: counter %s dropped: %s", remote_cfg(rm)->name, m->name, strerror(-r));
+                break;
         case NH_OP_DONE:
                 if (nh_probe_pending(rm->ctx))
                         nh_cycle_done(rm->ctx);

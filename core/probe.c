@@ -745,17 +745,26 @@ static bool is_snake_case(const char *s) {
         return true;
 }
 
+static void counters_changed(struct nh_probe_ctx *p) {
+        if (p->host->forward && p->host->forward->counters_changed)
+                p->host->forward->counters_changed(p->host->userdata);
+}
+
 _api_ int nh_counter_set(struct nh_probe_ctx *p, const char *name, uint64_t value) {
         if (!ctx_ok(p) || !is_snake_case(name) || strlen(name) >= sizeof(p->counters[0].name))
                 return -EINVAL;
         for (size_t i = 0; i < p->n_counters; i++)
                 if (strcmp(p->counters[i].name, name) == 0) {
-                        p->counters[i].value = value;
+                        if (p->counters[i].value != value) {
+                                p->counters[i].value = value;
+                                counters_changed(p);
+                        }
                         return 0;
                 }
         if (p->n_counters >= MAX_COUNTERS)
                 return -E2BIG;
         strcpy(p->counters[p->n_counters].name, name);
         p->counters[p->n_counters++].value = value;
+        counters_changed(p);
         return 0;
 }

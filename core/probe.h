@@ -25,6 +25,7 @@ struct nh_probe_forward {
         int (*declare)(void *userdata, const char *type, const char *healthy_reason);
         int (*observe)(void *userdata, const struct nh_observation *obs);
         void (*mark_unknown)(void *userdata, const char *reason, const char *message);
+        void (*counters_changed)(void *userdata); /* nh_counter_set() changed one; nh_probe_counters() has them */
 };
 
 /* What a probe instance needs from whoever runs it: the daemon, or a test. */

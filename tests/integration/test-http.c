@@ -393,6 +393,52 @@ static void test_metrics(void **state) {
         stop(p);
 }
 
+/* Polls /metrics until it holds `line` (the whole line, value included). */
+static bool wait_metric(struct env *e, struct proc *p, const char *line) {
+        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + DEADLINE_MS * USEC_PER_MSEC;
+        char *want = series("\n%s\n", line);
+        bool found = false;
+
+        while (!found && now_usec(CLOCK_MONOTONIC) < deadline) {
+                struct reply r = fetch(e, NULL, "/metrics", NULL);
+                found = r.code == 200 && strstr(r.body, want);
+                reply_done(&r);
+                if (!found)
+                        (void) proc_wait_output(p, "\001never\001", false, 50);
+        }
+        free(want);
+        return found;
+}
+
+/*
+ * An isolated probe's counters cross from its probe host to the daemon's /metrics, every
+ * digit of them (2^53 + 1 is past what a JSON number holds exactly), and follow their changes.
+ */
+static void test_isolated_counters(void **state) {
+        struct env *e = *state;
+        struct proc *p;
+
+        test_use_memory_fixture(e->proc, "healthy");
+        configure(e, NULL,
+                  "\"memory\": {\"interval\": \"1h\"}, "
+                  "\"iso\": {\"plugin\": \"testprobe\", \"interval\": \"100ms\", \"state_file\": \"iso\"}");
+        test_write_file(e->root, "iso", "counter entries_read 9007199254740993\ncounter entries_dropped 0\n");
+        p = start(e, "table");
+        assert_contains(p->err, "probe iso (testprobe): probe host started, pid");
+
+        if (!wait_metric(e, p,
+                         "nodehealthd_probe_counts_total{probe=\"iso\",counter=\"entries_read\"} 9007199254740993"))
+                fail_msg("the isolated probe's counter did not reach /metrics; stderr:\n%s", p->err);
+        assert_true(wait_metric(e, p, "nodehealthd_probe_counts_total{probe=\"iso\",counter=\"entries_dropped\"} 0"));
+
+        test_write_file(e->root, "iso", "counter entries_read 9007199254740995\ncounter entries_dropped 2\n");
+        if (!wait_metric(e, p,
+                         "nodehealthd_probe_counts_total{probe=\"iso\",counter=\"entries_read\"} 9007199254740995"))
+                fail_msg("the isolated probe's counter did not follow its change; stderr:\n%s", p->err);
+        assert_true(wait_metric(e, p, "nodehealthd_probe_counts_total{probe=\"iso\",counter=\"entries_dropped\"} 2"));
+        stop(p);
+}
+
 /* ---- /conditions ---- */
 
 static const cJSON *find_condition(const cJSON *list, const char *type) {
@@ -799,6 +845,7 @@ static void test_ipv6(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_isolated_counters, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_conditions, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_healthz_source_dies, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_healthz_init_failed, setup, teardown),

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The daemon's parser of what a probe host sends: hostile input, every byte of it. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,16 @@ static void test_good_messages(void **state) {
                 parse("{\"op\":\"fatal\",\"kind\":\"refused\",\"errno\":-1,\"error\":\"x.so is writable\"}", &m, &why),
                 0);
         assert_int_equal(m.error_code, -EPERM);
+
+        /* Counters travel as decimal strings: every uint64_t, exactly. */
+        text = "{\"op\":\"counter\",\"name\":\"entries_read\",\"value\":\"18446744073709551615\"}";
+        assert_int_equal(nh_proto_parse(text, strlen(text), &json, &m, &why), 0);
+        assert_int_equal(m.op, NH_OP_COUNTER);
+        assert_string_equal(m.name, "entries_read");
+        assert_true(m.value == UINT64_MAX);
+        cJSON_Delete(json);
+        assert_int_equal(parse("{\"op\":\"counter\",\"name\":\"n\",\"value\":\"0\"}", &m, &why), 0);
+        assert_true(m.value == 0);
 }
 
 static void test_hostile_messages(void **state) {
@@ -79,6 +90,12 @@ static void test_hostile_messages(void **state) {
         expect_bad("{\"op\":\"fatal\",\"kind\":\"init\",\"errno\":-1.5,\"error\":\"\"}", "missing or malformed");
         expect_bad("{\"op\":\"fatal\",\"kind\":\"init\",\"errno\":-1e300,\"error\":\"\"}", "missing or malformed");
         expect_bad("{\"op\":\"done\"", "not JSON");
+        expect_bad("{\"op\":\"counter\",\"name\":\"n\",\"value\":\"18446744073709551616\"}", "missing or malformed");
+        expect_bad("{\"op\":\"counter\",\"name\":\"n\",\"value\":\"-1\"}", "missing or malformed");
+        expect_bad("{\"op\":\"counter\",\"name\":\"n\",\"value\":\" 1\"}", "missing or malformed");
+        expect_bad("{\"op\":\"counter\",\"name\":\"n\",\"value\":\"\"}", "missing or malformed");
+        expect_bad("{\"op\":\"counter\",\"name\":\"n\",\"value\":12}", "missing or malformed");
+        expect_bad("{\"op\":\"counter\",\"value\":\"12\"}", "missing or malformed");
 
         /* A NUL inside, or a type longer than any CamelCase name may be. */
         {
