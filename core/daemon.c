@@ -170,11 +170,33 @@ static int open_roots(struct nh_daemon *d, char **ret_error) {
 }
 
 /*
+ * Begins the checks of the isolated probes among `cfgs` (NULL entries are not opened) all at
+ * once, so that opening them waits one check's time at most: checks[i] for cfgs[i], or NULL.
+ */
+static struct nh_remote_check **begin_checks(struct nh_daemon *d, const struct nh_probe_config *const *cfgs, size_t n) {
+        struct nh_remote_check **checks = calloc(n + 1, sizeof(*checks));
+
+        for (size_t i = 0; checks && i < n; i++)
+                if (cfgs[i] && cfgs[i]->enabled && cfgs[i]->isolation == NH_ISOLATION_PROCESS &&
+                    nh_probe_remote_check_begin(&d->host, cfgs[i], &checks[i]) < 0)
+                        checks[i] = NULL; /* begun again when the probe is opened */
+        return checks;
+}
+
+/* Ends the checks no probe used. */
+static void free_checks(struct nh_remote_check **checks, size_t n) {
+        for (size_t i = 0; checks && i < n; i++)
+                nh_probe_remote_check_free(checks[i]);
+        free(checks);
+}
+
+/*
  * Loads and configures one probe of `config`.  Returns 0 and the instance in *ret, 0 and
- * NULL when the plugin is skipped (missing or refused: logged), or a config error.
+ * NULL when the plugin is skipped (missing or refused: logged), or a config error.  `check`
+ * (taken; may be NULL) is the isolated probe's check, begun with begin_checks().
  */
 static int open_probe(struct nh_daemon *d, const struct nh_config *config, const struct nh_probe_config *cfg,
-                      struct nh_probe_ctx **ret, char **ret_error) {
+                      struct nh_remote_check *check, struct nh_probe_ctx **ret, char **ret_error) {
         _cleanup_free_ char *why = NULL;
         struct nh_plugin_handle *handle = NULL;
         bool strict = d->opts->action == NH_ACTION_CHECK_CONFIG;
@@ -182,13 +204,15 @@ static int open_probe(struct nh_daemon *d, const struct nh_config *config, const
 
         if (cfg->isolation == NH_ISOLATION_PROCESS) {
                 /* Checked in a throwaway probe host: its keys' errors are configuration errors too. */
-                r = nh_probe_remote_open(&d->host, cfg, strict, &handle, &why);
+                r = nh_probe_remote_open(&d->host, cfg, strict, check, &handle, &why);
                 if (r == -EUCLEAN) {
                         *ret_error = TAKE_PTR(why);
                         return -EINVAL;
                 }
-        } else
+        } else {
+                nh_probe_remote_check_free(check);
                 r = nh_plugin_open(d->plugin_dirs, cfg->plugin, &handle, &why);
+        }
         if (r < 0) {
                 _cleanup_free_ char *dirs = NULL;
                 struct json_pos pos = json_pos_key(config->positions, cfg->json);
@@ -235,9 +259,10 @@ static int append_probe(struct nh_daemon *d, struct nh_probe_ctx *p) {
         return 0;
 }
 
-static int add_probe(struct nh_daemon *d, const struct nh_probe_config *cfg, char **ret_error) {
+static int add_probe(struct nh_daemon *d, const struct nh_probe_config *cfg, struct nh_remote_check *check,
+                     char **ret_error) {
         struct nh_probe_ctx *p = NULL;
-        int r = open_probe(d, d->config, cfg, &p, ret_error);
+        int r = open_probe(d, d->config, cfg, check, &p, ret_error);
 
         if (r < 0 || !p)
                 return r;
@@ -366,15 +391,27 @@ int nh_daemon_new(const struct nh_options *opts, struct nh_config *config, struc
         r = add_dropins(d, config);
         if (r < 0)
                 return r;
-        for (size_t i = 0; i < config->n_probes; i++) {
-                if (!config->probes[i].enabled)
-                        continue;
-                r = add_probe(d, &config->probes[i], ret_error);
-                if (r < 0) {
-                        if (r == -EINVAL)
-                                *ret_exit_code = NH_EXIT_CONFIG;
-                        return r;
+        {
+                _cleanup_free_ const struct nh_probe_config **cfgs = calloc(config->n_probes + 1, sizeof(*cfgs));
+                struct nh_remote_check **checks = NULL;
+
+                for (size_t i = 0; cfgs && i < config->n_probes; i++)
+                        cfgs[i] = &config->probes[i];
+                checks = cfgs ? begin_checks(d, cfgs, config->n_probes) : NULL;
+                if (!checks)
+                        return -ENOMEM;
+                for (size_t i = 0; i < config->n_probes; i++) {
+                        if (!config->probes[i].enabled)
+                                continue;
+                        r = add_probe(d, &config->probes[i], TAKE_PTR(checks[i]), ret_error);
+                        if (r < 0) {
+                                free_checks(checks, config->n_probes);
+                                if (r == -EINVAL)
+                                        *ret_exit_code = NH_EXIT_CONFIG;
+                                return r;
+                        }
                 }
+                free_checks(checks, config->n_probes);
         }
 
         *ret = TAKE_PTR(d);
@@ -632,7 +669,8 @@ int nh_daemon_reload(struct nh_daemon *d) {
         _cleanup_(nh_config_freep) struct nh_config *config = NULL;
         _cleanup_free_ char *error = NULL;
         struct nh_probe_ctx **next = NULL;
-        const struct nh_probe_config **next_cfg = NULL;
+        const struct nh_probe_config **next_cfg = NULL, **opening = NULL;
+        struct nh_remote_check **checks = NULL;
         bool *kept = NULL, *late = NULL, *reused = NULL;
         size_t n_next = 0, n_kept = 0, n_started = 0, n_stopped = 0;
         int r;
@@ -649,7 +687,8 @@ int nh_daemon_reload(struct nh_daemon *d) {
         late = calloc(config->n_probes + 1, sizeof(*late));
         reused = calloc(config->n_probes + 1, sizeof(*reused));
         kept = calloc(d->n_probes + 1, sizeof(*kept));
-        if (!next || !next_cfg || !late || !reused || !kept) {
+        opening = calloc(config->n_probes + 1, sizeof(*opening));
+        if (!next || !next_cfg || !late || !reused || !kept || !opening) {
                 r = -ENOMEM;
                 goto refused;
         }
@@ -677,10 +716,20 @@ int nh_daemon_reload(struct nh_daemon *d) {
                         late[n_next++] = true;
                         continue;
                 }
-                r = open_probe(d, config, cfg, &next[n_next], &error);
+                opening[n_next++] = cfg;
+        }
+        /* The isolated ones among them are checked side by side: one check's wait at most. */
+        checks = begin_checks(d, opening, n_next);
+        if (!checks) {
+                r = -ENOMEM;
+                goto refused;
+        }
+        for (size_t k = 0; k < n_next; k++) {
+                if (!opening[k])
+                        continue;
+                r = open_probe(d, config, opening[k], TAKE_PTR(checks[k]), &next[k], &error);
                 if (r < 0)
                         goto refused;
-                n_next++;
         }
 
         /* Commit. */
@@ -706,7 +755,7 @@ int nh_daemon_reload(struct nh_daemon *d) {
                 if (!late[k])
                         continue;
                 _cleanup_free_ char *late_error = NULL;
-                if (open_probe(d, config, next_cfg[k], &next[k], &late_error) < 0)
+                if (open_probe(d, config, next_cfg[k], NULL, &next[k], &late_error) < 0)
                         log_error("Reload: %s; the probe is skipped", late_error ? late_error : "cannot load it");
                 if (!next[k])
                         retire_probe(d, next_cfg[k]->name);
@@ -772,6 +821,8 @@ refused:
                                                                           : r == -ENOMEM ? "out of memory"
                                                                                          : strerror(-r));
 done:
+        free_checks(checks, n_next);
+        free(opening);
         free(next);
         free(next_cfg);
         free(kept);

@@ -158,7 +158,15 @@ static int send_init(int fd, const struct nh_probe_config *cfg) {
         return r;
 }
 
-/* ---- the synchronous check ---- */
+/* ---- the check ---- */
+
+struct nh_remote_check {
+        struct nh_probe_host *host;
+        pid_t pid;
+        int fd;
+        int error; /* of starting it: reported when it is waited for */
+        uint64_t deadline;
+};
 
 static void ignore_exit(void *userdata, pid_t pid, int code, int status) {
 }
@@ -169,41 +177,77 @@ static void reap_later(struct nh_probe_host *host, pid_t pid) {
                 (void) waitpid(pid, NULL, 0); /* only before any loop runs; SIGKILL was sent */
 }
 
-static int handle_new(const struct nh_probe_config *cfg, char *const *plugin_dirs, struct nh_plugin_handle **ret);
+int nh_probe_remote_check_begin(struct nh_probe_host *host, const struct nh_probe_config *cfg,
+                                struct nh_remote_check **ret) {
+        struct nh_remote_check *c = calloc(1, sizeof(*c));
 
-int nh_probe_remote_open(struct nh_probe_host *host, const struct nh_probe_config *cfg, bool must_answer,
-                         struct nh_plugin_handle **ret, char **ret_why) {
-        _cleanup_free_ char *buf = NULL;
-        _cleanup_close_ int fd = -1;
-        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + NH_REMOTE_CHECK_TIMEOUT_USEC;
-        struct nh_proto_msg m;
-        const char *why = NULL;
-        cJSON *json = NULL;
-        ssize_t n = -1;
-        pid_t pid = 0;
-        int r;
-
-        *ret_why = NULL;
-        buf = malloc(NH_PROTO_MESSAGE_MAX + 1);
-        if (!buf)
+        if (!c)
                 return -ENOMEM;
-        r = spawn_host(host, cfg, true, &pid, &fd);
-        if (r < 0)
-                return log_error_errno(r, "probe %s: cannot start its probe host: %m", cfg->name);
-        r = send_init(fd, cfg);
+        *c = (struct nh_remote_check){.host = host, .fd = -1};
+        c->deadline = now_usec(CLOCK_MONOTONIC) + NH_REMOTE_CHECK_TIMEOUT_USEC;
+        c->error = spawn_host(host, cfg, true, &c->pid, &c->fd);
+        if (c->error >= 0)
+                c->error = send_init(c->fd, cfg);
+        *ret = c;
+        return 0;
+}
+
+struct nh_remote_check *nh_probe_remote_check_free(struct nh_remote_check *c) {
+        if (!c)
+                return NULL;
+        if (c->pid > 0)
+                reap_later(c->host, c->pid);
+        if (c->fd >= 0)
+                close(c->fd);
+        free(c);
+        return NULL;
+}
+
+/* Waits for the check's answer until its deadline: the message's length, 0 (it ended) or -1 (none in time). */
+static ssize_t check_wait(struct nh_remote_check *c, char *buf) {
+        ssize_t n = -1;
+
         for (;;) {
                 uint64_t now = now_usec(CLOCK_MONOTONIC);
-                struct pollfd pfd = {fd, POLLIN, 0};
+                struct pollfd pfd = {c->fd, POLLIN, 0};
 
-                if (r < 0 || now >= deadline)
+                if (now >= c->deadline)
                         break;
-                if (poll(&pfd, 1, (int) ((deadline - now + 999) / 1000)) < 0 && errno != EINTR)
+                if (poll(&pfd, 1, (int) ((c->deadline - now + 999) / 1000)) < 0 && errno != EINTR)
                         break;
-                n = recv(fd, buf, NH_PROTO_MESSAGE_MAX + 1, MSG_DONTWAIT | MSG_TRUNC);
+                n = recv(c->fd, buf, NH_PROTO_MESSAGE_MAX + 1, MSG_DONTWAIT | MSG_TRUNC);
                 if (n >= 0 || (errno != EAGAIN && errno != EINTR))
                         break;
         }
-        reap_later(host, pid);
+        return n;
+}
+
+static int handle_new(const struct nh_probe_config *cfg, char *const *plugin_dirs, struct nh_plugin_handle **ret);
+
+int nh_probe_remote_open(struct nh_probe_host *host, const struct nh_probe_config *cfg, bool must_answer,
+                         struct nh_remote_check *check, struct nh_plugin_handle **ret, char **ret_why) {
+        _cleanup_free_ char *buf = NULL;
+        struct nh_proto_msg m;
+        const char *why = NULL;
+        cJSON *json = NULL;
+        ssize_t n;
+        int r;
+
+        *ret_why = NULL;
+        if (!check) {
+                r = nh_probe_remote_check_begin(host, cfg, &check);
+                if (r < 0)
+                        return r;
+        }
+        /* The check is over after this, whatever it said: its host is killed and reaped later. */
+        r = check->error;
+        buf = r < 0 ? NULL : malloc(NH_PROTO_MESSAGE_MAX + 1);
+        n = buf ? check_wait(check, buf) : -1;
+        check = nh_probe_remote_check_free(check);
+        if (r < 0)
+                return log_error_errno(r, "probe %s: cannot start its probe host: %m", cfg->name);
+        if (!buf)
+                return -ENOMEM;
 
         if (n <= 0 || nh_proto_parse(buf, (size_t) n, &json, &m, &why) < 0 ||
             (m.op != NH_OP_READY && m.op != NH_OP_FATAL)) {

@@ -25,6 +25,8 @@
 #include "loader.h"
 #include "probe.h"
 
+struct nh_remote_check;
+
 #define NH_REMOTE_CHECK_TIMEOUT_USEC (3 * UINT64_C(1000000))
 #define NH_REMOTE_BACKOFF_MIN_USEC (1 * UINT64_C(1000000))
 #define NH_REMOTE_BACKOFF_MAX_USEC (300 * UINT64_C(1000000))
@@ -43,4 +45,14 @@
  * (only when `must_answer`: otherwise that is logged and the handle returned).
  */
 int nh_probe_remote_open(struct nh_probe_host *host, const struct nh_probe_config *cfg, bool must_answer,
-                         struct nh_plugin_handle **ret, char **ret_why);
+                         struct nh_remote_check *check, struct nh_plugin_handle **ret, char **ret_why);
+
+/*
+ * The check of nh_probe_remote_open(), begun ahead so that several run at once: a reload that
+ * starts N isolated probes waits NH_REMOTE_CHECK_TIMEOUT_USEC at most, not N times that.  Its
+ * clock starts here.  nh_probe_remote_open() takes it (`check`; NULL begins one there);
+ * nh_probe_remote_check_free() ends one that is not used (its host is killed, reaped later).
+ */
+int nh_probe_remote_check_begin(struct nh_probe_host *host, const struct nh_probe_config *cfg,
+                                struct nh_remote_check **ret);
+struct nh_remote_check *nh_probe_remote_check_free(struct nh_remote_check *c);

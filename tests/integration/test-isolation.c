@@ -384,11 +384,104 @@ static void test_once_isolated(void **state) {
         proc_free(p);
 }
 
+/* Probe hosts of the daemon `daemon` checking a probe whose name starts with `prefix`, from /proc/PID/cmdline. */
+static size_t checking_hosts(pid_t daemon, const char *prefix) {
+        DIR *d = opendir("/proc");
+        struct dirent *de;
+        size_t n = 0;
+
+        assert_non_null(d);
+        while ((de = readdir(d))) {
+                char path[300], *paren, stat[512], cmdline[512];
+                const char *args[4] = {0};
+                int ppid = -1;
+                ssize_t len;
+                FILE *f;
+
+                if (de->d_name[0] < '1' || de->d_name[0] > '9')
+                        continue;
+                snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
+                f = fopen(path, "re");
+                if (!f)
+                        continue;
+                len = (ssize_t) fread(stat, 1, sizeof(stat) - 1, f);
+                fclose(f);
+                stat[len > 0 ? len : 0] = '\0';
+                paren = strrchr(stat, ')');
+                if (!paren || sscanf(paren + 2, "%*c %d", &ppid) != 1 || ppid != (int) daemon)
+                        continue;
+                snprintf(path, sizeof(path), "/proc/%s/cmdline", de->d_name);
+                f = fopen(path, "re");
+                if (!f)
+                        continue;
+                len = (ssize_t) fread(cmdline, 1, sizeof(cmdline) - 1, f);
+                fclose(f);
+                cmdline[len > 0 ? len : 0] = '\0';
+                /* "nodehealthd\0--probe-host\0NAME\0--check\0...": the NULs split the arguments. */
+                for (size_t i = 0, at = 0; i < 4 && at < (size_t) len; i++) {
+                        args[i] = cmdline + at;
+                        at += strlen(cmdline + at) + 1;
+                }
+                if (args[3] && strcmp(args[1], "--probe-host") == 0 && strncmp(args[2], prefix, strlen(prefix)) == 0 &&
+                    strcmp(args[3], "--check") == 0)
+                        n++;
+        }
+        closedir(d);
+        return n;
+}
+
+/*
+ * A reload that starts several isolated probes checks them side by side: the loop waits one
+ * check's time (3 s at most) however many there are, not one after the other.  The plugin's
+ * constructor sleeps past that wait, so every check stays unanswered while the test counts
+ * how many run at once.
+ */
+static void test_reload_checks_at_once(void **state) {
+        struct env *e = *state;
+        struct proc *p;
+        size_t most = 0;
+        uint64_t deadline;
+
+        test_write_file(e->dir, "conf/nodehealthd.json",
+                        "{\"journal\": {\"enabled\": false}, \"probes\": {\"memory\": {\"enabled\": false}, "
+                        "\"pid\": {\"enabled\": false}, \"network\": {\"enabled\": false}, \"disk\": {\"enabled\": "
+                        "false}, \"t\": {\"plugin\": \"testprobe\", \"isolation\": \"inprocess\"}}}");
+        test_write_file(e->root, "testprobe/state", "TestProblem False TestOK fine\n");
+        p = spawn(e, false, NULL, "--format", "json", NULL);
+        expect_output(p, "\"conditions\":[", false);
+
+        test_write_file(e->dir, "conf/nodehealthd.json",
+                        "{\"journal\": {\"enabled\": false}, \"probes\": {\"memory\": {\"enabled\": false}, "
+                        "\"pid\": {\"enabled\": false}, \"network\": {\"enabled\": false}, \"disk\": {\"enabled\": "
+                        "false}, \"t\": {\"plugin\": \"testprobe\", \"isolation\": \"inprocess\"}, "
+                        "\"slow1\": {\"plugin\": \"badslow\"}, \"slow2\": {\"plugin\": \"badslow\"}, "
+                        "\"slow3\": {\"plugin\": \"badslow\"}}}");
+        assert_int_equal(kill(p->pid, SIGHUP), 0);
+        deadline = now_usec(CLOCK_MONOTONIC) + DEADLINE_MS * USEC_PER_MSEC;
+        while (!strstr(p->err, "Reloaded ") && now_usec(CLOCK_MONOTONIC) < deadline) {
+                size_t n = checking_hosts(p->pid, "slow");
+                most = n > most ? n : most;
+                (void) proc_wait_output(p, "\001never\001", true, 20);
+        }
+        expect_output(p, "Reloaded ", true);
+        assert_contains(p->err, ": 4 probes (1 unchanged, 3 started, 0 stopped)");
+        /* All three checks ran together (one after another, no two would have). */
+        if (most != 3)
+                fail_msg("at most %zu checks ran at once, not 3; stderr:\n%s", most, p->err);
+        assert_int_equal(count(p->err, "did not answer the check; starting it anyway"), 3);
+        /* Started anyway, each comes up once its constructor is done. */
+        expect_transitions(p, "SlowProblem", "False", "BadOK", "first cycle", 1);
+
+        assert_int_equal(kill(p->pid, SIGTERM), 0);
+        assert_int_equal(proc_wait(p, DEADLINE_MS), 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_check_config_runs_the_host, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_once_isolated, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_bad_probes, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_reload_checks_at_once, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,7 +9,9 @@
  *          loops forever in probe();
  *   LEAK   allocates and touches 32 MiB more in every cycle and never frees it;
  *   PROTO  writes garbage on fd 3, the probe host's socket to the daemon, as a hostile probe
- *          could.
+ *          could;
+ *   SLOW   is slow to load: its constructor sleeps 4 s, longer than the daemon waits for a
+ *          probe host's check (3 s), so every check of it goes unanswered.
  */
 #include <errno.h>
 #include <signal.h>
@@ -30,8 +32,16 @@ struct bad {
 #define BAD_TYPE "HangProblem"
 #elif defined(LEAK)
 #define BAD_TYPE "LeakProblem"
+#elif defined(SLOW)
+#define BAD_TYPE "SlowProblem"
 #else
 #define BAD_TYPE "ProtoProblem"
+#endif
+
+#if defined(SLOW)
+__attribute__((constructor)) static void load_slowly(void) {
+        sleep(4);
+}
 #endif
 
 static const struct nh_condition_decl bad_conditions[] = {
