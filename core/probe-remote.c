@@ -670,15 +670,38 @@ static int remote_probe(struct nh_probe_ctx *ctx, void *state) {
         return NH_PROBE_PENDING;
 }
 
+/*
+ * Stops a running host as an in-process probe is stopped: its socket closes, so the host
+ * leaves its loop, calls the plugin's done() and exits.  That is waited for, at most
+ * NH_REMOTE_STOP_GRACE_USEC, on a pidfd (the host is not reaped yet: the pid is still its
+ * own).  Then its process group is killed, with whatever done() left running.  A host that
+ * is not ready (its plugin's init has not run) is killed at once.
+ */
+static void stop_host(struct remote *rm) {
+        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + NH_REMOTE_STOP_GRACE_USEC;
+        int pidfd = -1;
+
+        if (rm->ready && rm->fd >= 0 && rm->end == END_NONE)
+                pidfd = (int) syscall(SYS_pidfd_open, rm->pid, 0);
+        rm->end = END_STOP;
+        close_host(rm);
+        for (uint64_t now; pidfd >= 0 && (now = now_usec(CLOCK_MONOTONIC)) < deadline;) {
+                struct pollfd pfd = {pidfd, POLLIN, 0};
+                if (poll(&pfd, 1, (int) ((deadline - now + 999) / 1000)) >= 0 || errno != EINTR)
+                        break;
+        }
+        if (pidfd >= 0)
+                close(pidfd);
+        kill_group(rm->pid);
+}
+
 static void remote_done(void *state) {
         struct remote *rm = state;
 
         if (!rm)
                 return;
-        if (rm->pid > 0) {
-                rm->end = END_STOP;
-                kill_group(rm->pid);
-        }
+        if (rm->pid > 0)
+                stop_host(rm);
         /* Reaped by the orphan reaper. */
         nh_child_forget(rm->child);
         close_host(rm);

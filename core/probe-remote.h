@@ -32,6 +32,7 @@ struct nh_remote_check;
 #define NH_REMOTE_BACKOFF_MAX_USEC (300 * UINT64_C(1000000))
 #define NH_REMOTE_HEALTHY_USEC (60 * UINT64_C(1000000))
 #define NH_REMOTE_MEMORY_CHECK_USEC (1 * UINT64_C(1000000))
+#define NH_REMOTE_STOP_GRACE_USEC (500 * UINT64_C(1000)) /* for the plugin's done() when it stops */
 #define NH_REMOTE_START_TIMEOUT_USEC (10 * UINT64_C(1000000)) /* plus the probe's timeout */
 
 /*

@@ -476,12 +476,61 @@ static void test_reload_checks_at_once(void **state) {
         assert_int_equal(proc_wait(p, DEADLINE_MS), 0);
 }
 
+/*
+ * An isolated probe stops as an in-process one does: its plugin's done() runs, when a reload
+ * removes the probe and when the daemon stops.  testprobe's done() creates its "done_file".
+ */
+static void test_stop_runs_done(void **state) {
+        struct env *e = *state;
+        char *done_t = test_path(e->dir, "done-t"), *done_r = test_path(e->dir, "done-r"), *conf = NULL;
+        const char *head = "{\"journal\": {\"enabled\": false}, \"defaults\": {\"interval\": \"100ms\"}, "
+                           "\"probes\": {\"memory\": {\"enabled\": false}, \"pid\": {\"enabled\": false}, "
+                           "\"network\": {\"enabled\": false}, \"disk\": {\"enabled\": false}";
+        struct proc *p;
+
+        assert_true(asprintf(&conf,
+                             "%s, \"t\": {\"plugin\": \"testprobe\", \"state_file\": \"t\", \"done_file\": \"%s\"}, "
+                             "\"r\": {\"plugin\": \"testprobe\", \"state_file\": \"r\", \"done_file\": \"%s\"}}}",
+                             head, done_t, done_r) >= 0);
+        test_write_file(e->dir, "conf/nodehealthd.json", conf);
+        free(conf);
+        test_write_file(e->root, "t", "event TBeat tick\n");
+        test_write_file(e->root, "r", "event RBeat tick\n");
+        p = spawn(e, false, NULL, "--format", "json", NULL);
+        /* Both hosts are up: each has cycled. */
+        expect_output(p, "\"reason\":\"TBeat\"", false);
+        expect_output(p, "\"reason\":\"RBeat\"", false);
+        assert_int_equal(access(done_r, F_OK), -1);
+
+        /* Removed by a reload: r's done() ran before its host ended; t runs on. */
+        assert_true(asprintf(&conf,
+                             "%s, \"t\": {\"plugin\": \"testprobe\", \"state_file\": \"t\", \"done_file\": "
+                             "\"%s\"}}}",
+                             head, done_t) >= 0);
+        test_write_file(e->dir, "conf/nodehealthd.json", conf);
+        free(conf);
+        assert_int_equal(kill(p->pid, SIGHUP), 0);
+        expect_output(p, "(1 unchanged, 0 started, 1 stopped)", true);
+        if (access(done_r, F_OK) < 0)
+                fail_msg("the removed probe's done() did not run; stderr:\n%s", p->err);
+        assert_int_equal(access(done_t, F_OK), -1);
+
+        /* The daemon stops: t's done() runs too. */
+        assert_int_equal(kill(p->pid, SIGTERM), 0);
+        assert_int_equal(proc_wait(p, DEADLINE_MS), 0);
+        if (access(done_t, F_OK) < 0)
+                fail_msg("the probe's done() did not run when the daemon stopped; stderr:\n%s", p->err);
+        free(done_t);
+        free(done_r);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_check_config_runs_the_host, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_once_isolated, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_bad_probes, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_reload_checks_at_once, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_stop_runs_done, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

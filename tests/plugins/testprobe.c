@@ -14,7 +14,8 @@
  *     counter NAME VALUE         (nh_counter_set(), for /metrics)
  *
  * A missing file reports nothing.  Config: "state_file" (default "testprobe/state"),
- * "init_fail" (init returns -ENODEV), "count" (an integer it ignores; to test int keys).
+ * "init_fail" (init returns -ENODEV), "count" (an integer it ignores; to test int keys),
+ * "done_file" (an absolute path done() creates, to show it ran).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +27,7 @@
 
 struct testprobe_config {
         char *state_file;
+        char *done_file;
         bool init_fail;
         int64_t count;
         uint64_t window;
@@ -83,6 +85,11 @@ static const struct nh_cfg_entry testprobe_config_table[] = {
          .def = "testprobe/state",
          .offset = offsetof(struct testprobe_config, state_file),
          .help = "file"},
+        {.type = NH_CFG_STRING,
+         .key = "done_file",
+         .def = "",
+         .offset = offsetof(struct testprobe_config, done_file),
+         .help = "created by done()"},
         {.type = NH_CFG_BOOL,
          .key = "init_fail",
          .def = "false",
@@ -244,6 +251,11 @@ static int testprobe_probe(struct nh_probe_ctx *ctx, void *state) {
 static void testprobe_done(void *state) {
         struct testprobe *t = state;
 
+        if (t && t->config->done_file && t->config->done_file[0] == '/') {
+                int fd = open(t->config->done_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+                if (fd >= 0)
+                        close(fd);
+        }
         if (t && t->pipe[0] >= 0) {
                 close(t->pipe[0]);
                 close(t->pipe[1]);
