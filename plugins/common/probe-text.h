@@ -34,6 +34,20 @@ static inline const char *probe_format_span(char *buf, size_t size, uint64_t use
         return buf;
 }
 
+/*
+ * A configured duration as its user could have written it, exact: "1500ms" stays 1500ms (where
+ * probe_format_span(), for measured spans, would round it to "2s"); "1m30s", "1h".
+ */
+static inline const char *probe_format_setting(char *buf, size_t size, uint64_t usec) {
+        if (usec % 1000 != 0)
+                snprintf(buf, size, "%lluus", (unsigned long long) usec);
+        else if (usec % PROBE_TEXT_USEC_PER_SEC != 0 || usec == 0)
+                snprintf(buf, size, "%llums", (unsigned long long) (usec / 1000));
+        else
+                probe_format_span(buf, size, usec);
+        return buf;
+}
+
 /* "512 B", "120 MiB", "7.8 GiB": three significant figures are what a human compares. */
 static inline const char *probe_format_bytes(char *buf, size_t size, uint64_t bytes) {
         static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};

@@ -47,6 +47,7 @@
 #include <unistd.h>
 
 #include "npd-config.h"
+#include "../common/probe-text.h"
 
 #define USEC_PER_SEC UINT64_C(1000000)
 #define USEC_PER_MSEC UINT64_C(1000)
@@ -157,23 +158,6 @@ static uint64_t mono_usec(void) {
 
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
-}
-
-/* "10s", "1m30s", "250ms". */
-static const char *format_span(char *buf, size_t size, uint64_t usec) {
-        uint64_t s = usec / USEC_PER_SEC;
-
-        if (usec % USEC_PER_SEC)
-                snprintf(buf, size, "%llums", (unsigned long long) (usec / USEC_PER_MSEC));
-        else if (s >= 3600 && s % 3600 == 0)
-                snprintf(buf, size, "%lluh", (unsigned long long) (s / 3600));
-        else if (s >= 60 && s % 60 == 0)
-                snprintf(buf, size, "%llum", (unsigned long long) (s / 60));
-        else if (s >= 60)
-                snprintf(buf, size, "%llum%llus", (unsigned long long) (s / 60), (unsigned long long) (s % 60));
-        else
-                snprintf(buf, size, "%llus", (unsigned long long) s);
-        return buf;
 }
 
 static const char *signal_name(int sig, char *buf, size_t size) {
@@ -420,8 +404,8 @@ static void decide_timeout(struct custom *c, struct run *run) {
 
         run->decided = true;
         snprintf(head, sizeof(head), "%s did not finish within %s and was stopped (SIGTERM, SIGKILL %s later)",
-                 rule->path, format_span(a, sizeof(a), rule->timeout),
-                 format_span(b, sizeof(b), c->config->kill_grace));
+                 rule->path, probe_format_setting(a, sizeof(a), rule->timeout),
+                 probe_format_setting(b, sizeof(b), c->config->kill_grace));
         set_outcome(c, run->rule, NH_STATUS_UNKNOWN, REASON_TIMEOUT, with_output(head, &run->out));
 }
 
@@ -674,7 +658,7 @@ static void on_timer(struct nh_probe_ctx *ctx, void *userdata) {
                         run->deadline = now + c->config->kill_grace;
                         count(c, "sigkills", &c->n.sigkills);
                         nh_log(ctx, NH_LOG_NOTICE, "%s (pid %d) ignored SIGTERM for %s: sent SIGKILL", path,
-                               (int) run->pid, format_span(span, sizeof(span), c->config->kill_grace));
+                               (int) run->pid, probe_format_setting(span, sizeof(span), c->config->kill_grace));
                         break;
                 case PHASE_KILL:
                         /* Uninterruptible sleep (a hung mount, a frozen cgroup): nothing more to do but not wait. */
@@ -689,7 +673,7 @@ static void on_timer(struct nh_probe_ctx *ctx, void *userdata) {
                         nh_log(ctx, NH_LOG_ERR,
                                "%s (pid %d) has not ended %s after SIGKILL (uninterruptible sleep?); abandoned: "
                                "its rule runs again once it has ended",
-                               path, (int) run->pid, format_span(span, sizeof(span), c->config->kill_grace));
+                               path, (int) run->pid, probe_format_setting(span, sizeof(span), c->config->kill_grace));
                         break;
                 case PHASE_ABANDONED:
                         break;
@@ -824,10 +808,10 @@ static int custom_init(struct nh_probe_ctx *ctx, const void *config, void **ret_
                "%zu rule%s from %s, every %s, %zu at once; a cycle can take up to %s (the probe's \"timeout\" must be "
                "longer)",
                c->npd->n_rules, c->npd->n_rules == 1 ? "" : "s", c->npd->path,
-               format_span(a, sizeof(a), c->npd->invoke_interval), (size_t) c->npd->concurrency,
-               format_span(b, sizeof(b),
-                           longest * ((c->npd->n_rules + (size_t) c->npd->concurrency - 1) /
-                                      (size_t) c->npd->concurrency)));
+               probe_format_setting(a, sizeof(a), c->npd->invoke_interval), (size_t) c->npd->concurrency,
+               probe_format_setting(b, sizeof(b),
+                                    longest * ((c->npd->n_rules + (size_t) c->npd->concurrency - 1) /
+                                               (size_t) c->npd->concurrency)));
         *ret_state = c;
         return 0;
 fail:

@@ -1009,7 +1009,7 @@ static void report_space(struct disk *d, struct mnt *m) {
                 snprintf(msg, sizeof(msg),
                          "statvfs of %s has not returned within %s (statvfs_timeout): a dead NFS server or a hung "
                          "device? Free space unknown",
-                         what, probe_format_span(span, sizeof(span), c->statvfs_timeout));
+                         what, probe_format_setting(span, sizeof(span), c->statvfs_timeout));
                 report(d, "OutOfDisk", m->key, NH_STATUS_UNKNOWN, "StatvfsTimeout", msg);
                 return;
         case CHECK_HUNG:
@@ -1284,7 +1284,7 @@ static void on_deadline(struct nh_probe_ctx *ctx, void *userdata) {
                 m->check = CHECK_TIMEOUT;
                 nh_log(ctx, NH_LOG_WARNING,
                        "statvfs of %s has not returned within %s; no further check of it until it does", m->mount_point,
-                       probe_format_span(span, sizeof(span), d->config->statvfs_timeout));
+                       probe_format_setting(span, sizeof(span), d->config->statvfs_timeout));
         }
         end_cycle(d);
 }

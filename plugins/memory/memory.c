@@ -417,7 +417,7 @@ static void check_oom(struct nh_probe_ctx *ctx, struct memory *m, struct nh_obse
 
         *obs = (struct nh_observation){
                 .type = "FrequentOOMKill", .status = NH_STATUS_UNKNOWN, .reason = "VmstatUnreadable", .message = msg};
-        probe_format_span(window_text, sizeof(window_text), c->oom_window);
+        probe_format_setting(window_text, sizeof(window_text), c->oom_window);
         r = nh_read_file(ctx, NH_ROOT_PROC, "vmstat", m->buf, sizeof(m->buf), &len);
         if (r < 0) {
                 read_error(msg, msg_size, "/proc/vmstat", r);
