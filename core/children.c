@@ -29,7 +29,7 @@ struct nh_children {
         size_t n_watches; /* not ended */
         struct nh_child *dispatching;
         sd_event_source *sweep; /* a sweep for orphans after a watched child's exit */
-        sd_event_source *retry; /* the next sweep: soon after a watched zombie, in a second while children run */
+        sd_event_source *retry; /* the next sweep, soon after a watched zombie */
 };
 
 static void unlink_child(struct nh_child *child) {
@@ -94,14 +94,14 @@ static int on_retry(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 #define RETRY_SOON_USEC (20 * USEC_PER_MSEC)
-#define RETRY_IDLE_USEC USEC_PER_SEC
 
-static void arm_retry(struct nh_children *c, uint64_t usec) {
+static void arm_retry(struct nh_children *c) {
         if (!c->retry) {
-                (void) sd_event_add_time_relative(c->event, &c->retry, CLOCK_MONOTONIC, usec, usec / 2, on_retry, c);
+                (void) sd_event_add_time_relative(c->event, &c->retry, CLOCK_MONOTONIC, RETRY_SOON_USEC,
+                                                  RETRY_SOON_USEC / 2, on_retry, c);
                 return;
         }
-        if (sd_event_source_set_time_relative(c->retry, usec) >= 0)
+        if (sd_event_source_set_time_relative(c->retry, RETRY_SOON_USEC) >= 0)
                 (void) sd_event_source_set_enabled(c->retry, SD_EVENT_ONESHOT);
 }
 
@@ -120,17 +120,10 @@ static unsigned reap_orphans(struct nh_children *c) {
 
                 if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0)
                         break; /* ECHILD: no child at all, nothing to look after */
-                if (si.si_pid <= 0) {
-                        /*
-                         * Children run, none has ended.  Their SIGCHLD may not reach the sweep
-                         * (sd-event takes the one that also announces a watched child's end):
-                         * look again in a while, a waitid() a second while any child lives.
-                         */
-                        arm_retry(c, RETRY_IDLE_USEC);
-                        break;
-                }
+                if (si.si_pid <= 0)
+                        break; /* children run, none has ended: each one's end is a SIGCHLD */
                 if (watched(c, si.si_pid)) {
-                        arm_retry(c, RETRY_SOON_USEC); /* once sd-event has reaped it */
+                        arm_retry(c); /* once sd-event has reaped it */
                         break;
                 }
                 if (reap_one(si.si_pid) <= 0)
@@ -154,9 +147,9 @@ static int on_sweep(sd_event_source *s, void *userdata) {
 }
 
 /*
- * SIGCHLD of an orphan that ended together with a watched child merges into one signal, which
- * may not reach the signal source: after every watched child, one sweep (a later iteration:
- * sd-event reaps the watched one when its callback returns).
+ * SIGCHLD of an orphan that ended together with a watched child merges into one signal, whose
+ * sweep may meet the watched zombie first, which hides the orphan: after every watched child,
+ * one sweep (a later iteration: sd-event reaps the watched one when its callback returns).
  */
 static void schedule_sweep(struct nh_children *c) {
         if (!c->sweep)
