@@ -911,7 +911,7 @@ int nh_daemon_run(struct nh_daemon *d) {
         if (r < 0)
                 return log_error_errno(r, "Cannot set up the stdout sink: %m");
         if (d->config->journal_enabled) {
-                r = add_sink(d, nh_sink_journal_new());
+                r = add_sink(d, nh_sink_journal_new(d->event));
                 if (r < 0)
                         return log_error_errno(r, "Cannot set up the journal sink: %m");
         }

@@ -6,6 +6,8 @@
  */
 #pragma once
 
+#include <systemd/sd-event.h>
+
 #include "conditions.h"
 
 /* Fixed journal MESSAGE_IDs, explained in the catalog (docs/nodehealthd.catalog). */
@@ -44,8 +46,11 @@ enum nh_format {
 /* Prints to `out` (not closed): a table and a line per transition, or JSON lines, flushed. */
 struct nh_sink *nh_sink_stdout_new(FILE *out, enum nh_format format);
 
-/* One journal record per transition and per event. */
-struct nh_sink *nh_sink_journal_new(void);
+/*
+ * One journal record per transition and per event.  Records journald does not take are kept
+ * and sent again on `event` (a timer) until it does; NULL: they are not sent again.
+ */
+struct nh_sink *nh_sink_journal_new(sd_event *event);
 
 /* The JSON NodeCondition, fields in kubectl's order; NULL on allocation failure. */
 struct cJSON *nh_condition_to_json(const struct nh_condition *c);

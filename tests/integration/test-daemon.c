@@ -426,12 +426,6 @@ static size_t read_records(const char *node, struct record *out, size_t max, siz
         return n;
 }
 
-static void require_journald(void) {
-        struct stat st;
-        if (stat("/run/systemd/journal/socket", &st) < 0)
-                fail_msg("no journald: /run/systemd/journal/socket is missing (./test.sh starts one)");
-}
-
 static void stop(struct proc *p) {
         assert_int_equal(kill(p->pid, SIGTERM), 0);
         assert_int_equal(proc_wait(p, DEADLINE_MS), 0);
@@ -443,7 +437,7 @@ static void test_daemon_transitions_to_journal(void **state) {
         struct proc *p;
         size_t n, thrash = 0;
 
-        require_journald();
+        test_require_journald(false);
         test_use_memory_fixture(e->proc, "healthy");
         /* The shipped conf, sped up by a drop-in, as an operator would tune it. */
         test_write_file(e->dir, "conf/conf.d/90-fast.json", "{\"probes\": {\"memory\": {\"interval\": \"100ms\"}}}");

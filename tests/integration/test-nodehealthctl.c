@@ -62,12 +62,6 @@ static int teardown(void **state) {
         return 0;
 }
 
-static void require_journald(void) {
-        struct stat st;
-        if (stat("/run/systemd/journal/socket", &st) < 0)
-                fail_msg("no journald: /run/systemd/journal/socket is missing (./test.sh starts one)");
-}
-
 /* Runs nodehealthctl with the arguments (NULL-terminated); returns the finished proc. */
 static struct proc *ctl(struct env *e, int *ret_code, ...) {
         char *argv[32] = {e->ctl};
@@ -163,7 +157,7 @@ static void assert_row(const char *table, const char *node, const char *type, co
 
 /* Two conditions, three good transitions, and two hostile records that must be skipped. */
 static void write_scenario(const char *node) {
-        require_journald();
+        test_require_journald(false);
         send_transition(node, "ReadonlyFilesystem", "Unknown", "False", "FilesystemWritable", "all writable",
                         "2026-11-25T10:00:00Z");
         send_transition(node, "KernelDeadlock", "Unknown", "False", "KernelHasNoDeadlock", "no hung task",
@@ -316,7 +310,7 @@ static void test_events(void **state) {
         struct env *e = *state;
         int code;
 
-        require_journald();
+        test_require_journald(false);
         send_transition(e->node, "KernelDeadlock", "Unknown", "False", "KernelHasNoDeadlock", "fine",
                         "2026-11-25T10:00:00Z");
         assert_int_equal(sd_journal_send("MESSAGE=task blocked", "MESSAGE_ID=" NH_MESSAGE_ID_EVENT,
@@ -430,7 +424,7 @@ static void test_hostile(void **state) {
         char *message = malloc(big + 1);
         int code;
 
-        require_journald();
+        test_require_journald(false);
         assert_non_null(message);
         memset(message, 'x', big);
         message[big] = '\0';
@@ -691,7 +685,7 @@ static void test_daemon_records(void **state) {
         bool readonly[16];
         int code;
 
-        require_journald();
+        test_require_journald(false);
         test_write_file(e->dir, "rules.json", daemon_rules);
         test_write_file(e->dir, "kmsg", "");
         assert_true(asprintf(&conf_text,

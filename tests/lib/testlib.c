@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -119,6 +120,21 @@ void test_copy_tree(const char *from, const char *to) {
         proc_free(proc_run(argv, 10000, &code));
         assert_int_equal(code, 0);
         free(src);
+}
+
+void test_require_journald(bool alone) {
+        static int fd = -1;
+        struct stat st;
+
+        if (fd < 0)
+                fd = open("/tmp/nodehealthd-tests.journald.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+        if (fd < 0)
+                fail_msg("cannot open the journald lock file: %s", strerror(errno));
+        while (flock(fd, alone ? LOCK_EX : LOCK_SH) < 0)
+                if (errno != EINTR)
+                        fail_msg("cannot lock the journald lock file: %s", strerror(errno));
+        if (stat("/run/systemd/journal/socket", &st) < 0)
+                fail_msg("no journald: /run/systemd/journal/socket is missing (./test.sh starts one)");
 }
 
 void test_use_memory_fixture(const char *proc, const char *scenario) {

@@ -45,6 +45,14 @@ void test_copy_tree(const char *from, const char *to);
 void test_use_memory_fixture(const char *proc, const char *scenario);
 void test_swap_memory_fixture(const char *proc, const char *scenario);
 
+/*
+ * The one journald all tests share (./test.sh starts it).  A test that reads back what a daemon
+ * wrote holds it shared; one that stops and restarts it (test-kernel-log-real) holds it alone,
+ * so neither runs beside the other though make check runs test programs in parallel.  Held
+ * until the process exits.  Fails the test when there is no journald socket.
+ */
+void test_require_journald(bool alone);
+
 /* ---- probe harness ---- */
 
 struct harness {
