@@ -12,7 +12,6 @@
  * A file with a mistake makes the probe fail to start, and the log names FILE:LINE:COLUMN.
  */
 #include <cjson/cJSON.h>
-#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -180,49 +179,22 @@ static void test_once(void **state) {
         proc_free(p);
 }
 
-/* Zombies whose parent is `parent`. */
-static size_t zombies_of(pid_t parent) {
-        DIR *d = opendir("/proc");
-        struct dirent *de;
-        size_t n = 0;
-
-        assert_non_null(d);
-        while ((de = readdir(d))) {
-                char path[300], buf[1024], *paren, st;
-                long ppid;
-                FILE *f;
-
-                if (de->d_name[0] < '0' || de->d_name[0] > '9')
-                        continue;
-                snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
-                f = fopen(path, "re");
-                if (!f)
-                        continue;
-                if (!fgets(buf, sizeof(buf), f))
-                        buf[0] = '\0';
-                fclose(f);
-                paren = strrchr(buf, ')');
-                if (paren && sscanf(paren + 1, " %c %ld", &st, &ppid) == 2 && st == 'Z' && ppid == (long) parent)
-                        n++;
-        }
-        closedir(d);
-        return n;
+static bool zombie_of(const struct test_pstat *p, const void *arg) {
+        return p->state == 'Z' && p->ppid == *(const pid_t *) arg;
 }
 
-static long parent_of(long pid) {
-        char path[64], buf[1024], *paren, st;
-        long ppid = -1;
-        FILE *f;
+/* Zombies whose parent is `parent`. */
+static size_t zombies_of(pid_t parent) {
+        return test_pstat_count(zombie_of, &parent, false);
+}
 
-        snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-        f = fopen(path, "re");
-        if (!f)
+/* The parent of `pid`; -1 when it is gone, -2 when it is a zombie. */
+static long parent_of(pid_t pid) {
+        struct test_pstat p;
+
+        if (!test_pstat(pid, &p))
                 return -1;
-        if (fgets(buf, sizeof(buf), f) && (paren = strrchr(buf, ')')) &&
-            sscanf(paren + 1, " %c %ld", &st, &ppid) == 2 && st == 'Z')
-                ppid = -2; /* a zombie */
-        fclose(f);
-        return ppid;
+        return p.state == 'Z' ? -2 : (long) p.ppid;
 }
 
 static const char npd_running[] =

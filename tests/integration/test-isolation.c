@@ -8,7 +8,6 @@
  * wait has a deadline; counts over a window have loose bounds.
  */
 #include <cjson/cJSON.h>
-#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -192,34 +191,13 @@ static void expect_transitions(struct proc *p, const char *type, const char *sta
                                  (p)->err);                                                                         \
         } while (0)
 
-/* The process group of pid, from /proc/PID/stat (field 5), or -1. */
-static pid_t pgid_of(pid_t pid) {
-        char path[64], *text, *paren;
-        int pgrp = -1;
-
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
-        text = test_read_file(path);
-        if (!text)
-                return -1;
-        paren = strrchr(text, ')');
-        if (!paren || sscanf(paren + 2, "%*c %*d %d", &pgrp) != 1)
-                pgrp = -1;
-        free(text);
-        return pgrp;
+static bool in_group(const struct test_pstat *p, const void *arg) {
+        return p->pgrp == *(const pid_t *) arg;
 }
 
 /* Processes (zombies included) in process group `pgid`. */
 static size_t group_members(pid_t pgid) {
-        DIR *d = opendir("/proc");
-        struct dirent *de;
-        size_t n = 0;
-
-        assert_non_null(d);
-        while ((de = readdir(d)))
-                if (de->d_name[0] >= '1' && de->d_name[0] <= '9' && pgid_of((pid_t) atoi(de->d_name)) == pgid)
-                        n++;
-        closedir(d);
-        return n;
+        return test_pstat_count(in_group, &pgid, false);
 }
 
 /* The pid in "...(pid N)..." after `needle` in text, or -1. */
@@ -384,50 +362,39 @@ static void test_once_isolated(void **state) {
         proc_free(p);
 }
 
-/* Probe hosts of the daemon `daemon` checking a probe whose name starts with `prefix`, from /proc/PID/cmdline. */
-static size_t checking_hosts(pid_t daemon, const char *prefix) {
-        DIR *d = opendir("/proc");
-        struct dirent *de;
-        size_t n = 0;
+struct checking {
+        pid_t daemon;
+        const char *prefix;
+};
 
-        assert_non_null(d);
-        while ((de = readdir(d))) {
-                char path[300], *paren, stat[512], cmdline[512];
-                const char *args[4] = {0};
-                int ppid = -1;
-                ssize_t len;
-                FILE *f;
+/* A probe host of the daemon checking a probe whose name starts with the prefix (its /proc/PID/cmdline). */
+static bool is_checking_host(const struct test_pstat *p, const void *arg) {
+        const struct checking *c = arg;
+        char path[64], cmdline[512];
+        const char *args[4] = {0};
+        ssize_t len;
+        FILE *f;
 
-                if (de->d_name[0] < '1' || de->d_name[0] > '9')
-                        continue;
-                snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
-                f = fopen(path, "re");
-                if (!f)
-                        continue;
-                len = (ssize_t) fread(stat, 1, sizeof(stat) - 1, f);
-                fclose(f);
-                stat[len > 0 ? len : 0] = '\0';
-                paren = strrchr(stat, ')');
-                if (!paren || sscanf(paren + 2, "%*c %d", &ppid) != 1 || ppid != (int) daemon)
-                        continue;
-                snprintf(path, sizeof(path), "/proc/%s/cmdline", de->d_name);
-                f = fopen(path, "re");
-                if (!f)
-                        continue;
-                len = (ssize_t) fread(cmdline, 1, sizeof(cmdline) - 1, f);
-                fclose(f);
-                cmdline[len > 0 ? len : 0] = '\0';
-                /* "nodehealthd\0--probe-host\0NAME\0--check\0...": the NULs split the arguments. */
-                for (size_t i = 0, at = 0; i < 4 && at < (size_t) len; i++) {
-                        args[i] = cmdline + at;
-                        at += strlen(cmdline + at) + 1;
-                }
-                if (args[3] && strcmp(args[1], "--probe-host") == 0 && strncmp(args[2], prefix, strlen(prefix)) == 0 &&
-                    strcmp(args[3], "--check") == 0)
-                        n++;
+        if (p->ppid != c->daemon)
+                return false;
+        snprintf(path, sizeof(path), "/proc/%d/cmdline", (int) p->pid);
+        f = fopen(path, "re");
+        if (!f)
+                return false;
+        len = (ssize_t) fread(cmdline, 1, sizeof(cmdline) - 1, f);
+        fclose(f);
+        cmdline[len > 0 ? len : 0] = '\0';
+        /* "nodehealthd\0--probe-host\0NAME\0--check\0...": the NULs split the arguments. */
+        for (size_t i = 0, at = 0; i < 4 && at < (size_t) len; i++) {
+                args[i] = cmdline + at;
+                at += strlen(cmdline + at) + 1;
         }
-        closedir(d);
-        return n;
+        return args[3] && strcmp(args[1], "--probe-host") == 0 && strncmp(args[2], c->prefix, strlen(c->prefix)) == 0 &&
+               strcmp(args[3], "--check") == 0;
+}
+
+static size_t checking_hosts(pid_t daemon, const char *prefix) {
+        return test_pstat_count(is_checking_host, &(struct checking){daemon, prefix}, false);
 }
 
 /*

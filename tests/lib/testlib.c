@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "testlib.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -120,6 +121,49 @@ void test_copy_tree(const char *from, const char *to) {
         proc_free(proc_run(argv, 10000, &code));
         assert_int_equal(code, 0);
         free(src);
+}
+
+bool test_pstat(pid_t pid, struct test_pstat *ret) {
+        char path[64], *paren;
+        int ppid, pgrp;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+        f = fopen(path, "re");
+        if (!f)
+                return false;
+        if (!fgets(ret->line, sizeof(ret->line), f))
+                ret->line[0] = '\0';
+        fclose(f);
+        /* "PID (COMM) STATE PPID PGRP ...": COMM may hold spaces and parentheses. */
+        paren = strrchr(ret->line, ')');
+        if (!paren || sscanf(paren + 1, " %c %d %d", &ret->state, &ppid, &pgrp) != 3)
+                return false;
+        ret->pid = pid;
+        ret->ppid = (pid_t) ppid;
+        ret->pgrp = (pid_t) pgrp;
+        return true;
+}
+
+size_t test_pstat_count(bool (*match)(const struct test_pstat *p, const void *arg), const void *arg, bool show) {
+        DIR *d = opendir("/proc");
+        struct dirent *de;
+        size_t n = 0;
+
+        assert_non_null(d);
+        while ((de = readdir(d))) {
+                struct test_pstat p;
+
+                if (de->d_name[0] < '1' || de->d_name[0] > '9')
+                        continue;
+                if (!test_pstat((pid_t) atoi(de->d_name), &p) || !match(&p, arg))
+                        continue; /* ended meanwhile, or not one of them */
+                if (show)
+                        print_error("# %s%s", p.line, strchr(p.line, '\n') ? "" : "\n");
+                n++;
+        }
+        closedir(d);
+        return n;
 }
 
 void test_require_journald(bool alone) {

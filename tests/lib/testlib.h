@@ -45,6 +45,19 @@ void test_copy_tree(const char *from, const char *to);
 void test_use_memory_fixture(const char *proc, const char *scenario);
 void test_swap_memory_fixture(const char *proc, const char *scenario);
 
+/* A process as /proc/PID/stat shows it. */
+struct test_pstat {
+        pid_t pid, ppid, pgrp;
+        char state; /* 'R', 'S', 'D', 'Z', ... */
+        char line[512]; /* the line itself (cut), to print */
+};
+
+/* Reads /proc/PID/stat: true, or false when there is no such process (reaped) or its line does not parse. */
+bool test_pstat(pid_t pid, struct test_pstat *ret);
+
+/* How many of the processes /proc lists `match` accepts; `show` prints each one as a "# " line. */
+size_t test_pstat_count(bool (*match)(const struct test_pstat *p, const void *arg), const void *arg, bool show);
+
 /*
  * The one journald all tests share (./test.sh starts it).  A test that reads back what a daemon
  * wrote holds it shared; one that stops and restarts it (test-kernel-log-real) holds it alone,

@@ -13,7 +13,6 @@
  * one started is left, and no zombie (from /proc).  Times are asserted only with bounds loose
  * enough never to flake.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -192,42 +191,22 @@ static void assert_message(struct harness *h, const char *type, const char *mess
         }
 }
 
+struct children_match {
+        bool zombies_only;
+};
+
+static bool is_our_child(const struct test_pstat *p, const void *arg) {
+        const struct children_match *m = arg;
+
+        return p->ppid == getpid() && (!m->zombies_only || p->state == 'Z');
+}
+
 /*
  * This process's children as /proc lists them: all of them, or only the zombies (ended, and
  * nobody reaped them).  `show` prints each one.
  */
 static size_t scan_children(bool zombies_only, bool show) {
-        DIR *d = opendir("/proc");
-        struct dirent *de;
-        size_t n = 0;
-
-        assert_non_null(d);
-        while ((de = readdir(d))) {
-                char path[300], buf[1024], *close_paren, state;
-                long ppid;
-                FILE *f;
-
-                if (de->d_name[0] < '0' || de->d_name[0] > '9')
-                        continue;
-                snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
-                f = fopen(path, "re");
-                if (!f)
-                        continue; /* it ended meanwhile */
-                if (!fgets(buf, sizeof(buf), f))
-                        buf[0] = '\0';
-                fclose(f);
-                /* "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses. */
-                close_paren = strrchr(buf, ')');
-                if (!close_paren || sscanf(close_paren + 1, " %c %ld", &state, &ppid) != 2 || ppid != (long) getpid())
-                        continue;
-                if (zombies_only && state != 'Z')
-                        continue;
-                if (show)
-                        print_error("# child left: %.120s", buf);
-                n++;
-        }
-        closedir(d);
-        return n;
+        return test_pstat_count(is_our_child, &(struct children_match){zombies_only}, show);
 }
 
 static size_t count_zombies(void) {
@@ -246,46 +225,20 @@ static long read_pid_file(const char *dir, const char *name) {
         return pid;
 }
 
-static long proc_stat_field(long pid, int field) {
-        char path[64], buf[1024], *p;
-        long values[4] = {0};
-        char state;
-        FILE *f;
+/* Ended: reaped, or a zombie. */
+static bool process_gone(pid_t pid) {
+        struct test_pstat p;
 
-        snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-        f = fopen(path, "re");
-        if (!f)
-                return -1;
-        if (!fgets(buf, sizeof(buf), f))
-                buf[0] = '\0';
-        fclose(f);
-        p = strrchr(buf, ')');
-        if (!p || sscanf(p + 1, " %c %ld %ld", &state, &values[0], &values[1]) != 3)
-                return -1;
-        return field == 0 ? (long) state : values[field - 1]; /* 0 state, 1 ppid, 2 pgrp */
+        return !test_pstat(pid, &p) || p.state == 'Z';
 }
 
-static bool process_gone(long pid) {
-        long state = proc_stat_field(pid, 0);
-        return state < 0 || state == 'Z';
+static bool alive_in_group(const struct test_pstat *p, const void *arg) {
+        return p->pgrp == *(const pid_t *) arg && p->state != 'Z';
 }
 
-/* Any process (this one's descendants included) still in process group `pgrp`? */
-static bool group_alive(long pgrp) {
-        DIR *d = opendir("/proc");
-        struct dirent *de;
-        bool alive = false;
-
-        assert_non_null(d);
-        while (!alive && (de = readdir(d))) {
-                long pid;
-                if (de->d_name[0] < '0' || de->d_name[0] > '9')
-                        continue;
-                pid = strtol(de->d_name, NULL, 10);
-                alive = proc_stat_field(pid, 2) == pgrp && proc_stat_field(pid, 0) != 'Z';
-        }
-        closedir(d);
-        return alive;
+/* Any process (this one's descendants included) still running in process group `pgrp`? */
+static bool group_alive(pid_t pgrp) {
+        return test_pstat_count(alive_in_group, &pgrp, false) > 0;
 }
 
 /* ---- exit statuses ---- */
@@ -502,7 +455,7 @@ static void test_timeouts(void **state) {
         assert_int_equal(counter(h, "abandoned"), 0);
         assert_true(ended - decided >= 700 * USEC_PER_MSEC);
         /* Its whole process group is gone: the script and the sleep it ran. */
-        assert_false(group_alive(stubborn));
+        assert_false(group_alive((pid_t) stubborn));
         env_free(e);
 }
 
@@ -518,7 +471,7 @@ static bool grandchild_gone(struct harness *h);
 static long grandchild;
 
 static bool grandchild_gone(struct harness *h) {
-        return process_gone(grandchild) && count_zombies() == 0;
+        return process_gone((pid_t) grandchild) && count_zombies() == 0;
 }
 
 static void test_orphans(void **state) {
@@ -532,12 +485,16 @@ static void test_orphans(void **state) {
         grandchild = read_pid_file(e->tmp, "grandchild.pid");
         assert_true(grandchild > 0);
         /* Still sleeping, and re-parented to this process, the subreaper. */
-        assert_int_equal(proc_stat_field(grandchild, 1), (long) getpid());
-        assert_true(proc_stat_field(grandchild, 0) != 'Z');
+        {
+                struct test_pstat p;
+                assert_true(test_pstat((pid_t) grandchild, &p));
+                assert_int_equal(p.ppid, getpid());
+                assert_true(p.state != 'Z');
+        }
 
         /* It ends, and the loop reaps it: no zombie. */
         assert_true(harness_loop(h, 20000, grandchild_gone));
-        assert_true(proc_stat_field(grandchild, 0) < 0);
+        assert_false(test_pstat((pid_t) grandchild, &(struct test_pstat){0})); /* reaped */
         env_free(e);
 }
 

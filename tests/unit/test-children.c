@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "children.h"
+#include "testlib.h"
 #include "util.h"
 
 struct fixture {
@@ -74,20 +75,9 @@ static pid_t spawn_exit(int status) {
 
 /* Is `pid` a zombie child of ours?  (It is gone once reaped.) */
 static bool is_zombie(pid_t pid) {
-        char path[64], buf[512];
-        FILE *f;
-        bool z = false;
+        struct test_pstat p;
 
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
-        f = fopen(path, "re");
-        if (!f)
-                return false;
-        if (fgets(buf, sizeof(buf), f)) {
-                char *p = strrchr(buf, ')');
-                z = p && p[1] == ' ' && p[2] == 'Z';
-        }
-        fclose(f);
-        return z;
+        return test_pstat(pid, &p) && p.state == 'Z';
 }
 
 static void test_watched_exit_and_signal(void **state) {
