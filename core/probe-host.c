@@ -379,8 +379,8 @@ int nh_probe_host_main(int argc, char **argv) {
         } else if (send_or_exit(&h, nh_proto_send_strings(h.fd, "ready", NULL)) >= 0)
                 (void) sd_event_loop(h.event);
 
+        h.probe = nh_probe_free(h.probe); /* done() may still set a counter: the timer goes after */
         h.counters_timer = sd_event_source_disable_unref(h.counters_timer);
-        h.probe = nh_probe_free(h.probe);
         children = nh_children_free(children);
         sd_event_unref(h.event);
         if (host.config_dir_fd >= 0)
