@@ -317,10 +317,11 @@ kstat() {
 }
 
 # A configuration for NODE: the test probe reading STATE every INTERVAL, the given heartbeat.
+# No HTTP endpoint: its default port is one per machine, and these daemons are many.
 kube_conf() { # DIR INTERVAL HEARTBEAT
         mkdir -p "$1/root/testprobe"
-        printf '{"plugin_dirs": [], "journal": {"enabled": false}, "kubernetes": {"heartbeat": "%s"},\n' "$3" \
-                >"$1/conf.json"
+        printf '{"plugin_dirs": [], "journal": {"enabled": false}, "http": {"listen": ""},\n' >"$1/conf.json"
+        printf ' "kubernetes": {"heartbeat": "%s"},\n' "$3" >>"$1/conf.json"
         printf ' "probes": {"t": {"plugin": "testprobe", "interval": "%s", "raise_after": 1, "clear_after": 1}}}\n' \
                 "$2" >>"$1/conf.json"
         echo "TestProblem False TestOK fine" >"$1/root/testprobe/state"
