@@ -33,6 +33,7 @@
 #include "rules.h"
 
 #include "../common/go-duration.h"
+#include "../common/read-file.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -843,47 +844,13 @@ out:
 }
 
 int kl_rules_load(int dirfd, const char *path, struct kl_rules **ret, char **ret_error) {
-        struct stat st;
         char *text = NULL;
         size_t len = 0;
-        int fd, r;
+        int r;
 
-        *ret_error = NULL;
-        fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0) {
-                r = -errno;
-                if (asprintf(ret_error, "%s: cannot open: %s", path, strerror(-r)) < 0)
-                        *ret_error = NULL;
+        r = probe_read_file(dirfd, path, MAX_FILE_SIZE, &text, &len, ret_error);
+        if (r < 0)
                 return r;
-        }
-        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > MAX_FILE_SIZE) {
-                r = errno && !S_ISREG(st.st_mode) ? -EINVAL : -EFBIG;
-                if (asprintf(ret_error, "%s: not a regular file of at most %d MiB", path, MAX_FILE_SIZE >> 20) < 0)
-                        *ret_error = NULL;
-                close(fd);
-                return -EINVAL;
-        }
-        text = malloc((size_t) st.st_size + 1);
-        if (!text) {
-                close(fd);
-                return -ENOMEM;
-        }
-        while (len < (size_t) st.st_size) {
-                ssize_t n = read(fd, text + len, (size_t) st.st_size - len);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0) {
-                        r = n < 0 ? -errno : -EIO;
-                        if (asprintf(ret_error, "%s: cannot read: %s", path, strerror(-r)) < 0)
-                                *ret_error = NULL;
-                        free(text);
-                        close(fd);
-                        return r;
-                }
-                len += (size_t) n;
-        }
-        close(fd);
-        text[len] = '\0';
         r = kl_rules_parse(text, len, path, ret, ret_error);
         free(text);
         return r;

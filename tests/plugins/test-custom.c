@@ -809,6 +809,27 @@ static void test_file_errors(void **state) {
         }
 }
 
+/* A monitor file that is not a regular file is refused: a FIFO is not waited on (opened non-blocking). */
+static void test_file_not_regular(void **state) {
+        char *dir = test_mkdtemp(), *path = test_path(dir, "f.json"), *error = NULL;
+        struct npd_config *c = NULL;
+
+        assert_int_equal(mkfifo(path, 0644), 0);
+        alarm(10); /* a blocking open would wait for a writer forever */
+        assert_int_equal(npd_config_load(AT_FDCWD, path, &c, &error), -EINVAL);
+        alarm(0);
+        assert_null(c);
+        assert_non_null(strstr(error, "f.json: not a regular file of at most 4 MiB"));
+        free(error);
+        error = NULL;
+        assert_int_equal(npd_config_load(AT_FDCWD, "/nonexistent/f.json", &c, &error), -ENOENT);
+        assert_string_equal(error, "/nonexistent/f.json: cannot open: No such file or directory");
+        free(error);
+        test_rmtree(dir);
+        free(path);
+        free(dir);
+}
+
 static void test_file_defaults(void **state) {
         static const char text[] =
                 "{\"plugin\": \"custom\", \"source\": \"s\", \"metricsReporting\": false,\n"
@@ -911,13 +932,21 @@ static void test_shipped_example(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_durations),      cmocka_unit_test(test_file_errors),
-                cmocka_unit_test(test_file_defaults),  cmocka_unit_test(test_shipped_example),
-                cmocka_unit_test(test_exit_statuses),  cmocka_unit_test(test_output),
-                cmocka_unit_test(test_failures),       cmocka_unit_test(test_timeouts),
-                cmocka_unit_test(test_orphans),        cmocka_unit_test(test_shared_condition),
-                cmocka_unit_test(test_trigger),        cmocka_unit_test(test_concurrency),
-                cmocka_unit_test(test_message_change), cmocka_unit_test_teardown(test_uninterruptible, teardown_frozen),
+                cmocka_unit_test(test_durations),
+                cmocka_unit_test(test_file_errors),
+                cmocka_unit_test(test_file_not_regular),
+                cmocka_unit_test(test_file_defaults),
+                cmocka_unit_test(test_shipped_example),
+                cmocka_unit_test(test_exit_statuses),
+                cmocka_unit_test(test_output),
+                cmocka_unit_test(test_failures),
+                cmocka_unit_test(test_timeouts),
+                cmocka_unit_test(test_orphans),
+                cmocka_unit_test(test_shared_condition),
+                cmocka_unit_test(test_trigger),
+                cmocka_unit_test(test_concurrency),
+                cmocka_unit_test(test_message_change),
+                cmocka_unit_test_teardown(test_uninterruptible, teardown_frozen),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

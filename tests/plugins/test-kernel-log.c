@@ -718,11 +718,11 @@ static void test_kmsg_lookback_window(void **state) {
 
 /* ---- bad rule files ---- */
 
-static void expect_rules_error(const char *json, const char *needle) {
-        char *dir = test_mkdtemp(), *rules = test_path(dir, "rules.json"), *config = NULL, *config_path;
+/* The daemon, --once, with the kernel probe on dir/rules.json: its init fails, and stderr says `needle`. */
+static void expect_init_error(const char *dir, const char *needle) {
+        char *rules = test_path(dir, "rules.json"), *config = NULL, *config_path;
         int code;
 
-        write_rules(dir, json);
         assert_true(
                 asprintf(&config,
                          "{\"journal\": {\"enabled\": false}, \"probes\": {\"memory\": {\"enabled\": false}, "
@@ -751,7 +751,28 @@ static void expect_rules_error(const char *json, const char *needle) {
         free(config_path);
         free(config);
         free(rules);
+}
+
+static void expect_rules_error(const char *json, const char *needle) {
+        char *dir = test_mkdtemp();
+
+        write_rules(dir, json);
+        expect_init_error(dir, needle);
         test_rmtree(dir);
+        free(dir);
+}
+
+/* A rule file that is not a regular file is refused: a FIFO is not waited on (opened non-blocking). */
+static void test_rule_file_not_regular(void **state) {
+        char *dir = test_mkdtemp(), *rules = test_path(dir, "rules.json");
+
+        assert_int_equal(mkfifo(rules, 0644), 0);
+        expect_init_error(dir, "rules.json: not a regular file of at most 4 MiB");
+        assert_int_equal(unlink(rules), 0);
+        assert_int_equal(mkdir(rules, 0755), 0);
+        expect_init_error(dir, "rules.json: not a regular file of at most 4 MiB");
+        test_rmtree(dir);
+        free(rules);
         free(dir);
 }
 
@@ -946,6 +967,7 @@ int main(void) {
                 cmocka_unit_test(test_event_rate_limit),
                 cmocka_unit_test(test_kmsg_lookback_window),
                 cmocka_unit_test(test_bad_rule_files),
+                cmocka_unit_test(test_rule_file_not_regular),
                 cmocka_unit_test(test_journal_directory),
                 cmocka_unit_test(test_journal_missing_then_appears),
         };
