@@ -211,7 +211,8 @@ static int read_text(const char *path, char **ret_text, size_t *ret_len, char **
         struct stat st;
         size_t len = 0;
 
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        /* Non-blocking: a FIFO put there is refused below, not waited on. */
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0 || fstat(fd, &st) < 0) {
                 int r = -errno;
                 if (asprintf(ret_error, "%s: cannot read: %s", path, strerror(-r)) < 0)

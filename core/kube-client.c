@@ -146,8 +146,11 @@ static int read_token(const char *path, char **ret) {
         size_t len = 0;
         struct stat st;
 
-        /* Opened by path on every read: the kubelet swaps the file with an atomic symlink rename. */
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        /*
+         * Opened by path on every read: the kubelet swaps the file with an atomic symlink rename.
+         * Non-blocking: a FIFO put there is refused below, not waited on by the loop.
+         */
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0)
                 return -errno;
         if (fstat(fd, &st) < 0)

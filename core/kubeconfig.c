@@ -184,13 +184,16 @@ static int read_whole(const char *path, char **ret, size_t *ret_len) {
         struct stat st;
         size_t len = 0;
 
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        /* Non-blocking: a FIFO put there is refused below, not waited on. */
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0)
                 return -errno;
         if (fstat(fd, &st) < 0)
                 return -errno;
         if (S_ISDIR(st.st_mode))
                 return -EISDIR;
+        if (!S_ISREG(st.st_mode))
+                return -EINVAL;
         if (st.st_size > (off_t) KUBECONFIG_MAX)
                 return -EFBIG;
         buf = malloc(KUBECONFIG_MAX + 1);
@@ -243,7 +246,9 @@ static int kc_file_load(struct kc_file *f, const char *path, bool missing_ok, ch
                 return r;
         if (r < 0)
                 return kc_error(f, NULL, ret_error, "cannot read the kubeconfig: %s",
-                                r == -EFBIG ? "larger than 4 MiB" : strerror(-r));
+                                r == -EFBIG    ? "larger than 4 MiB"
+                                : r == -EINVAL ? "not a regular file"
+                                               : strerror(-r));
 
         if (!yaml_parser_initialize(&parser))
                 return -ENOMEM;
@@ -359,20 +364,21 @@ static int resolve_path(const struct kc_file *f, char *path, char **ret) {
         return 0;
 }
 
-/* Checks now that a file named by the configuration can be opened, for an error with a position. */
-static int check_readable(const char *path, int *ret_errno) {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+/*
+ * Checks now that a file named by the configuration can be read, for an error with a position:
+ * NULL, or what is wrong.  A FIFO or a device is refused: libcurl would block the loop on it.
+ */
+static const char *check_readable(const char *path) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         struct stat st;
 
-        if (fd < 0)
-                *ret_errno = errno;
-        else if (fstat(fd, &st) < 0)
-                *ret_errno = errno;
-        else if (S_ISDIR(st.st_mode))
-                *ret_errno = EISDIR;
-        else
-                *ret_errno = 0;
-        return *ret_errno ? -*ret_errno : 0;
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return strerror(errno);
+        if (S_ISDIR(st.st_mode))
+                return strerror(EISDIR);
+        if (!S_ISREG(st.st_mode))
+                return "not a regular file";
+        return NULL;
 }
 
 /* Reads a path field, resolves it and checks it; *ret NULL when absent. */
@@ -380,8 +386,9 @@ static int get_path(struct kc_file *f, yaml_node_t *map, const char *key, const 
                     char **ret_error) {
         _cleanup_free_ char *raw = NULL;
         yaml_node_t *n;
+        const char *why;
         char *path = NULL;
-        int r, e;
+        int r;
 
         *ret = NULL;
         r = get_string(f, map, key, what, &raw, &n, ret_error);
@@ -390,8 +397,8 @@ static int get_path(struct kc_file *f, yaml_node_t *map, const char *key, const 
         r = resolve_path(f, TAKE_PTR(raw), &path);
         if (r < 0)
                 return r;
-        if (check_readable(path, &e) < 0) {
-                r = kc_error(f, n, ret_error, "%s: %s %s: %s", what, key, path, strerror(e));
+        if ((why = check_readable(path))) {
+                r = kc_error(f, n, ret_error, "%s: %s %s: %s", what, key, path, why);
                 free(path);
                 return r;
         }
@@ -749,12 +756,12 @@ static int set_error(char **ret_error, const char *format, ...) {
 }
 
 static int flag_file(const char *flag, const char *path, char **ret, char **ret_error) {
-        int e;
+        const char *why;
 
         if (!path)
                 return 0;
-        if (check_readable(path, &e) < 0)
-                return set_error(ret_error, "%s %s: %s", flag, path, strerror(e));
+        if ((why = check_readable(path)))
+                return set_error(ret_error, "%s %s: %s", flag, path, why);
         *ret = strdup(path);
         return *ret ? 0 : -ENOMEM;
 }
@@ -765,8 +772,9 @@ static int load_in_cluster(const struct nh_kube_sources *s, struct nh_kube_crede
         const char *host = s->service_host;
         bool v6 = strchr(host, ':') != NULL;
         const char *why = NULL;
+        const char *bad;
         uint64_t port;
-        int r, e;
+        int r;
 
         if (parse_uint64(s->service_port, &port) < 0 || port == 0 || port > 65535)
                 return set_error(ret_error, "in-cluster: KUBERNETES_SERVICE_PORT=\"%s\" is not a port number",
@@ -783,11 +791,11 @@ static int load_in_cluster(const struct nh_kube_sources *s, struct nh_kube_crede
         if (asprintf(&c->token_file, "%s/token", dir) < 0 || asprintf(&c->ca_file, "%s/ca.crt", dir) < 0)
                 return -ENOMEM;
         /* The service account's token and CA are mounted into every pod that has one. */
-        if (check_readable(c->token_file, &e) < 0)
+        if ((bad = check_readable(c->token_file)))
                 return set_error(ret_error, "in-cluster: %s: %s (is a service account token mounted?)", c->token_file,
-                                 strerror(e));
-        if (check_readable(c->ca_file, &e) < 0)
-                return set_error(ret_error, "in-cluster: %s: %s", c->ca_file, strerror(e));
+                                 bad);
+        if ((bad = check_readable(c->ca_file)))
+                return set_error(ret_error, "in-cluster: %s: %s", c->ca_file, bad);
         c->origin = strdup("in-cluster service account");
         return c->origin ? 0 : -ENOMEM;
 }

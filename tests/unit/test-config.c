@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "testlib.h"
 #include "util.h"
@@ -223,6 +225,19 @@ static void test_missing_file(void **state) {
         free(error);
 }
 
+/* A FIFO as a drop-in is refused with its name, not waited on. */
+static void test_fifo_dropin(void **state) {
+        struct fixture *f = *state;
+        char *fifo = test_path(f->dir, "conf.d/50-fifo.json");
+
+        test_write_file(f->dir, "conf.d/10-ok.json", "{}");
+        assert_int_equal(mkfifo(fifo, 0600), 0);
+        alarm(10); /* a blocking open would wait for a writer forever */
+        expect_error(f, "{}", "DIR/conf.d/50-fifo.json: not a regular file");
+        alarm(0);
+        free(fifo);
+}
+
 static void test_dropins(void **state) {
         struct fixture *f = *state;
         struct nh_config *c = NULL;
@@ -327,6 +342,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_isolation_defaults, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_dropins, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_fifo_dropin, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_dropin_error_names_dropin, setup, teardown),
                 cmocka_unit_test(test_shipped_config),
                 cmocka_unit_test(test_plugin_keys),

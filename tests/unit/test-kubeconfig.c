@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "kubeconfig.h"
 #include "testlib.h"
@@ -386,6 +387,23 @@ static void test_kubeconfig_errors(void **state) {
                                 "DIR/kubeconfig:13:17: user \"u1\": \"token\" is empty");
 }
 
+/* A FIFO where a file should be is refused, not waited on: the loop (or libcurl on it) would block. */
+static void test_kubeconfig_fifo(void **state) {
+        struct fixture *f = *state;
+        struct nh_kube_sources s = {0};
+        char *fifo = path(f, "fifo");
+
+        assert_int_equal(mkfifo(fifo, 0600), 0);
+        alarm(10); /* a blocking open would wait for a writer forever */
+        s.kubeconfig = fifo;
+        expect_error(f, &s, "DIR/fifo: cannot read the kubeconfig: not a regular file");
+        expect_kubeconfig_error(f, CLUSTER_HEAD "    certificate-authority: fifo\n",
+                                "DIR/kubeconfig:11:28: cluster \"c1\": certificate-authority DIR/fifo: not a regular "
+                                "file");
+        alarm(0);
+        free(fifo);
+}
+
 static void test_kubeconfig_env_list(void **state) {
         struct fixture *f = *state;
         /* kubectl's merge: the first current-context; names looked up file by file, first wins. */
@@ -554,6 +572,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_kubeconfig_no_user_is_anonymous, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_kubeconfig_unsupported, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_kubeconfig_errors, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_kubeconfig_fifo, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_kubeconfig_env_list, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_apiserver_flags, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_in_cluster, setup, teardown),
