@@ -240,12 +240,16 @@ static void test_running(void **state) {
         assert_true(grandchild > 0);
         free(pidfile);
         {
-                long parent = parent_of(grandchild);
+                long parent = parent_of((pid_t) grandchild);
                 /* Gone already, or alive with the daemon as its parent: never a zombie left to init. */
                 assert_true(parent == -1 || parent == (long) p->pid);
         }
-        for (int i = 0; i < 100 && zombies_of(p->pid) > 0; i++)
+        /* It sleeps a second; then the daemon reaps it: it goes away, it does not stay a zombie. */
+        for (int i = 0; i < 100 && parent_of((pid_t) grandchild) != -1; i++)
                 (void) proc_wait_output(p, "\n\n\n", true, 100); /* waits 100 ms, reading its output */
+        assert_int_equal(parent_of((pid_t) grandchild), -1);
+        for (int i = 0; i < 100 && zombies_of(p->pid) > 0; i++)
+                (void) proc_wait_output(p, "\n\n\n", true, 100);
         assert_int_equal(zombies_of(p->pid), 0);
 
         kill(p->pid, SIGTERM);
