@@ -233,6 +233,13 @@ static void harness_trigger(void *userdata, struct nh_probe_ctx *p) {
 
 static void harness_event(void *userdata, const char *probe, const char *reason, const char *message) {
         struct harness *h = userdata;
+
+        if (h->n_events < HARNESS_MAX_EVENTS) {
+                h->events[h->n_events].reason = strdup(reason);
+                h->events[h->n_events].message = strdup(message);
+                assert_non_null(h->events[h->n_events].reason);
+                assert_non_null(h->events[h->n_events].message);
+        }
         h->n_events++;
         snprintf(h->last_event_reason, sizeof(h->last_event_reason), "%s", reason);
 }
@@ -323,6 +330,10 @@ void harness_free(struct harness *h) {
         if (h->host.config_dir_fd >= 0)
                 close(h->host.config_dir_fd);
 
+        for (size_t i = 0; i < h->n_events && i < HARNESS_MAX_EVENTS; i++) {
+                free(h->events[i].reason);
+                free(h->events[i].message);
+        }
         nh_config_free(h->config);
         test_rmtree(h->dir);
         free(h->dir);

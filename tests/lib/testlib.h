@@ -68,6 +68,8 @@ void test_require_journald(bool alone);
 
 /* ---- probe harness ---- */
 
+#define HARNESS_MAX_EVENTS 64
+
 struct harness {
         char *dir; /* temporary: holds the config file */
         struct nh_config *config;
@@ -78,7 +80,10 @@ struct harness {
         uint64_t mono, real; /* the fake clock, µs */
         char *last_error; /* of harness_new when it fails */
         size_t n_transitions;
-        size_t n_events;
+        size_t n_events; /* every nh_event() */
+        struct {
+                char *reason, *message;
+        } events[HARNESS_MAX_EVENTS]; /* the first HARNESS_MAX_EVENTS of them */
         char last_event_reason[64];
         sd_event *event; /* a real loop for probes that watch fds or set timers */
         struct nh_children *children; /* reaps the probes' children, as the daemon does */

@@ -29,37 +29,6 @@
 #include "testlib.h"
 #include "util.h"
 
-#define MAX_EVENTS 16
-
-/* ---- what the probe sent with nh_event() ---- */
-
-struct recorder {
-        size_t n;
-        char *reason[MAX_EVENTS];
-        char *message[MAX_EVENTS];
-};
-
-static struct recorder events;
-
-static void recorder_reset(void) {
-        for (size_t i = 0; i < events.n && i < MAX_EVENTS; i++) {
-                free(events.reason[i]);
-                free(events.message[i]);
-        }
-        memset(&events, 0, sizeof(events));
-}
-
-static void record_event(void *userdata, const char *probe, const char *reason, const char *message) {
-        struct harness *h = userdata;
-
-        h->n_events++;
-        if (events.n < MAX_EVENTS) {
-                events.reason[events.n] = strdup(reason);
-                events.message[events.n] = strdup(message);
-        }
-        events.n++;
-}
-
 /* ---- helpers ---- */
 
 static uint64_t mono_usec(void) {
@@ -110,7 +79,6 @@ static struct env *env_new(const char *npd, const char *extra) {
         int r;
 
         assert_non_null(e);
-        recorder_reset();
         e->tmp = test_mkdtemp();
         text = expand(npd, e->tmp);
         test_write_file(e->tmp, "npd.json", text);
@@ -128,7 +96,6 @@ static struct env *env_new(const char *npd, const char *extra) {
         assert_int_equal(r, 0);
         assert_int_equal(e->h->n_probes, 1);
         assert_true(nh_probe_running(e->h->probes[0]));
-        e->h->host.event_cb = record_event;
         free(config);
         return e;
 }
@@ -168,7 +135,6 @@ static void env_free(struct env *e) {
         test_rmtree(e->tmp);
         free(e->tmp);
         free(e);
-        recorder_reset();
 }
 
 static uint64_t counter(struct harness *h, const char *name) {
@@ -304,9 +270,9 @@ static void test_exit_statuses(void **state) {
         assert_message(h, "QuietProblem", "no rule feeds this");
 
         /* The temporary rule that said "problem" is one event; the one that said OK is none. */
-        assert_int_equal(events.n, 1);
-        assert_string_equal(events.reason[0], "TempProblem");
-        assert_string_equal(events.message[0], "temporary trouble");
+        assert_int_equal(h->n_events, 1);
+        assert_string_equal(h->events[0].reason, "TempProblem");
+        assert_string_equal(h->events[0].message, "temporary trouble");
 
         assert_int_equal(counter(h, "runs"), 7);
         assert_int_equal(counter(h, "problems"), 2);

@@ -29,36 +29,6 @@
 #include "util.h"
 
 #define JOURNAL_REMOTE "/lib/systemd/systemd-journal-remote"
-#define MAX_EVENTS 64
-
-/* What the probe sent with nh_event(); the harness keeps only the last reason. */
-struct recorder {
-        size_t n;
-        char *reason[MAX_EVENTS];
-        char *message[MAX_EVENTS];
-};
-
-static struct recorder events;
-
-static void recorder_reset(void) {
-        for (size_t i = 0; i < events.n && i < MAX_EVENTS; i++) {
-                free(events.reason[i]);
-                free(events.message[i]);
-        }
-        memset(&events, 0, sizeof(events));
-}
-
-static void record_event(void *userdata, const char *probe, const char *reason, const char *message) {
-        struct harness *h = userdata;
-
-        h->n_events++;
-        snprintf(h->last_event_reason, sizeof(h->last_event_reason), "%s", reason);
-        if (events.n < MAX_EVENTS) {
-                events.reason[events.n] = strdup(reason);
-                events.message[events.n] = strdup(message);
-        }
-        events.n++;
-}
 
 static char *shipped_rules(void) {
         return test_path(test_srcdir(), "conf/npd/kernel-monitor.json");
@@ -137,8 +107,6 @@ static struct harness *start_with(const char *probe_json, const char *root) {
                 print_error("harness_new: %s\n", h->last_error ? h->last_error : strerror(-r));
         assert_int_equal(r, 0);
         assert_int_equal(h->n_probes, 1);
-        h->host.event_cb = record_event;
-        recorder_reset();
         return h;
 }
 
@@ -155,7 +123,7 @@ static struct harness *start_kmsg(struct kmsg *k, const char *rules, const char 
 }
 
 static bool has_events(struct harness *h, size_t n) {
-        return events.n >= n;
+        return h->n_events >= n;
 }
 
 static size_t want_events;
@@ -167,7 +135,7 @@ static bool enough_events(struct harness *h) {
 static void wait_events(struct harness *h, size_t n) {
         want_events = n;
         if (!harness_loop(h, 5000, enough_events)) {
-                print_error("waited for %zu events, got %zu\n", n, events.n);
+                print_error("waited for %zu events, got %zu\n", n, h->n_events);
                 fail();
         }
 }
@@ -207,26 +175,26 @@ static void test_npd_kernel_monitor_unchanged(void **state) {
         assert_message(h, "KernelDeadlock", "kernel has no deadlock");
         assert_condition(h, "ReadonlyFilesystem", NH_STATUS_FALSE, "FilesystemIsNotReadOnly");
         assert_condition(h, "XfsShutdown", NH_STATUS_FALSE, "XfsHasNotShutDown");
-        assert_int_equal(events.n, 0);
+        assert_int_equal(h->n_events, 0);
 
         kmsg_append(k, "Out of memory: Killed process 4321 (stress-ng-vm) total-vm:2142800kB, anon-rss:1933788kB, "
                        "file-rss:4kB, shmem-rss:0kB, UID:0 pgtables:3864kB oom_score_adj:1000");
         wait_events(h, 1);
-        assert_string_equal(events.reason[0], "OOMKilling");
+        assert_string_equal(h->events[0].reason, "OOMKilling");
         kmsg_append(k, "EXT4-fs (sdc1): Remounting filesystem read-only");
         kmsg_append(k, "INFO: task docker:1234 blocked for more than 120 seconds.");
         wait_events(h, 2);
-        assert_string_equal(events.reason[1], "TaskHung");
+        assert_string_equal(h->events[1].reason, "TaskHung");
         assert_condition(h, "ReadonlyFilesystem", NH_STATUS_TRUE, "FilesystemIsReadOnly");
         assert_message(h, "ReadonlyFilesystem", "EXT4-fs (sdc1): Remounting filesystem read-only");
         assert_condition(h, "KernelDeadlock", NH_STATUS_TRUE, "DockerHung");
         /* NPD's pattern misses the trailing PTI of current kernels (the shipped file does not). */
         kmsg_append(k, "divide error: 0000 [#1] SMP PTI", "divide error: 0000 [#2] SMP");
         wait_events(h, 3);
-        assert_string_equal(events.reason[2], "KernelOops");
-        assert_string_equal(events.message[2], "divide error: 0000 [#2] SMP");
+        assert_string_equal(h->events[2].reason, "KernelOops");
+        assert_string_equal(h->events[2].message, "divide error: 0000 [#2] SMP");
         settle(h);
-        assert_int_equal(events.n, 3);
+        assert_int_equal(h->n_events, 3);
 
         harness_free(h);
         free(rules);
@@ -415,9 +383,10 @@ static void test_shipped_rules(void **state) {
                         kmsg_append(k, rc->lines[i]);
                 h = start_kmsg(k, rules, "");
                 harness_run(h);
-                if (events.n != (rc->event ? 1u : 0u) || (rc->event && strcmp(events.reason[0], rc->event) != 0)) {
-                        print_error("\"%s\": %zu events (first: %s), expected %s\n", rc->lines[0], events.n,
-                                    events.n ? events.reason[0] : "none", rc->event ? rc->event : "none");
+                if (h->n_events != (rc->event ? 1u : 0u) ||
+                    (rc->event && strcmp(h->events[0].reason, rc->event) != 0)) {
+                        print_error("\"%s\": %zu events (first: %s), expected %s\n", rc->lines[0], h->n_events,
+                                    h->n_events ? h->events[0].reason : "none", rc->event ? rc->event : "none");
                         fail();
                 }
                 for (size_t i = 0; i < nh_table_size(h->table); i++) {
@@ -437,10 +406,11 @@ static void test_shipped_rules(void **state) {
                                      (rc->reason && strcmp(rc->reason, shipped_reasons[r]) == 0);
                 /* The two-line OOM kill: one event whose message is both lines. */
                 if (rc->lines[1] && rc->event)
-                        assert_string_equal(events.message[0], "Out of memory: Kill process 1234 (java) score 912 or "
-                                                               "sacrifice child\nKilled process 1234 (java) "
-                                                               "total-vm:4458536kB, anon-rss:3524424kB, file-rss:0kB, "
-                                                               "shmem-rss:0kB");
+                        assert_string_equal(h->events[0].message,
+                                            "Out of memory: Kill process 1234 (java) score 912 or "
+                                            "sacrifice child\nKilled process 1234 (java) "
+                                            "total-vm:4458536kB, anon-rss:3524424kB, file-rss:0kB, "
+                                            "shmem-rss:0kB");
                 harness_free(h);
                 kmsg_free(k);
         }
@@ -450,7 +420,6 @@ static void test_shipped_rules(void **state) {
                         fail();
                 }
         free(rules);
-        recorder_reset();
 }
 
 /* The shipped file's every reason is in the table above, and nothing else. */
@@ -503,35 +472,34 @@ static void test_buffer_multiline(void **state) {
         /* Two lines joined by "\n": one event, both lines in its message. */
         kmsg_append(k, "first", "second");
         wait_events(h, 1);
-        assert_string_equal(events.reason[0], "TwoLines");
-        assert_string_equal(events.message[0], "first\nsecond");
+        assert_string_equal(h->events[0].reason, "TwoLines");
+        assert_string_equal(h->events[0].message, "first\nsecond");
         /* Anchored at the end: "second" is no longer the newest line, nothing matches again. */
         kmsg_append(k, "third");
         /* Three lines fit a buffer of 3, four do not. */
         kmsg_append(k, "a1", "a2", "a3", "b1", "b2", "b3", "b4");
         wait_events(h, 2);
         settle(h);
-        assert_int_equal(events.n, 2);
-        assert_string_equal(events.reason[1], "ThreeLines");
-        assert_string_equal(events.message[1], "a1\na2\na3");
+        assert_int_equal(h->n_events, 2);
+        assert_string_equal(h->events[1].reason, "ThreeLines");
+        assert_string_equal(h->events[1].message, "a1\na2\na3");
 
         /* A match that starts on the separator takes only the lines after it (as NPD counts). */
         kmsg_append(k, "x", "sep");
         wait_events(h, 3);
-        assert_string_equal(events.reason[2], "FromSeparator");
-        assert_string_equal(events.message[2], "sep");
+        assert_string_equal(h->events[2].reason, "FromSeparator");
+        assert_string_equal(h->events[2].message, "sep");
 
         /* "old|new" is "(?:old|new)\z" here: an old line does not match again with the next. */
         kmsg_append(k, "old", "unrelated");
         wait_events(h, 4);
         settle(h);
-        assert_int_equal(events.n, 4);
-        assert_string_equal(events.reason[3], "Alternation");
-        assert_string_equal(events.message[3], "old");
+        assert_int_equal(h->n_events, 4);
+        assert_string_equal(h->events[3].reason, "Alternation");
+        assert_string_equal(h->events[3].message, "old");
         harness_free(h);
 
         /* A buffer not yet full is empty lines in front, as NPD's ring: "^\n\nonly$" sees them. */
-        recorder_reset();
         kmsg_free(k);
         k = kmsg_new();
         free(rules);
@@ -542,8 +510,8 @@ static void test_buffer_multiline(void **state) {
         kmsg_append(k, "only");
         h = start_kmsg(k, rules, "");
         harness_run(h);
-        assert_int_equal(events.n, 1);
-        assert_string_equal(events.message[0], "only");
+        assert_int_equal(h->n_events, 1);
+        assert_string_equal(h->events[0].message, "only");
         harness_free(h);
         free(rules);
         kmsg_free(k);
@@ -561,8 +529,8 @@ static void test_skip_list_and_trim(void **state) {
         kmsg_append(k, "  left  ", "some NOISE here", "right\\x20");
         h = start_kmsg(k, rules, "");
         harness_run(h);
-        assert_int_equal(events.n, 1);
-        assert_string_equal(events.message[0], "left\nright");
+        assert_int_equal(h->n_events, 1);
+        assert_string_equal(h->events[0].message, "left\nright");
         harness_free(h);
         free(rules);
         kmsg_free(k);
@@ -681,15 +649,15 @@ static void test_event_rate_limit(void **state) {
         kmsg_append(k, oom, oom, oom, oom, oom);
         h = start_kmsg(k, rules, ", \"event_burst\": 3, \"event_interval\": \"1m\"");
         harness_run(h);
-        assert_int_equal(events.n, 3);
+        assert_int_equal(h->n_events, 3);
         /* A token comes back after a minute; others keep theirs (another rule is not limited). */
         harness_advance(h, 60 * USEC_PER_SEC);
         kmsg_append(k, oom, oom, "TCP: too many orphaned sockets");
         wait_events(h, 5);
         settle(h);
-        assert_int_equal(events.n, 5);
-        assert_string_equal(events.reason[3], "OOMKilling");
-        assert_string_equal(events.reason[4], "TCPSkOverFlow");
+        assert_int_equal(h->n_events, 5);
+        assert_string_equal(h->events[3].reason, "OOMKilling");
+        assert_string_equal(h->events[4].reason, "TCPSkOverFlow");
         harness_free(h);
         free(rules);
         kmsg_free(k);
@@ -709,8 +677,8 @@ static void test_kmsg_lookback_window(void **state) {
                 kmsg_append(k, "TCP: too many orphaned sockets");
         h = start_kmsg(k, rules, "");
         harness_run(h);
-        assert_int_equal(events.n, 1);
-        assert_string_equal(events.reason[0], "TCPSkOverFlow");
+        assert_int_equal(h->n_events, 1);
+        assert_string_equal(h->events[0].reason, "TCPSkOverFlow");
         harness_free(h);
         free(rules);
         kmsg_free(k);
@@ -896,24 +864,24 @@ static void test_journal_directory(void **state) {
         harness_run(h);
         assert_condition(h, "ReadonlyFilesystem", NH_STATUS_TRUE, "FilesystemIsReadOnly");
         assert_message(h, "ReadonlyFilesystem", "EXT4-fs (sda1): Remounting filesystem read-only");
-        assert_int_equal(events.n, 1);
-        assert_string_equal(events.reason[0], "OOMKilling");
-        assert_string_equal(events.message[0], "Out of memory: Kill process 77 (db) score 1 or sacrifice child\n"
-                                               "Killed process 77 (db) total-vm:100kB, anon-rss:10kB, file-rss:0kB, "
-                                               "shmem-rss:0kB");
+        assert_int_equal(h->n_events, 1);
+        assert_string_equal(h->events[0].reason, "OOMKilling");
+        assert_string_equal(h->events[0].message, "Out of memory: Kill process 77 (db) score 1 or sacrifice child\n"
+                                                  "Killed process 77 (db) total-vm:100kB, anon-rss:10kB, file-rss:0kB, "
+                                                  "shmem-rss:0kB");
         assert_condition(h, "KernelDeadlock", NH_STATUS_FALSE, "KernelHasNoDeadlock");
 
         /* Appended while the probe runs: seen by the poll (or the journal's inotify). */
         make_journal(dir, "remote.journal", later, ELEMENTSOF(later));
         wait_events(h, 2);
-        assert_string_equal(events.reason[1], "TaskHung");
+        assert_string_equal(h->events[1].reason, "TaskHung");
         assert_condition(h, "KernelDeadlock", NH_STATUS_TRUE, "DockerHung");
 
         /* A new file in the directory (journald rotated) is read too. */
         make_journal(dir, "rotated.journal",
                      (const struct entry[]){{0, "kernel", false, "TCP: out of memory -- consider tuning tcp_mem"}}, 1);
         wait_events(h, 3);
-        assert_string_equal(events.reason[2], "TCPMemOverFlow");
+        assert_string_equal(h->events[2].reason, "TCPMemOverFlow");
         harness_free(h);
         test_rmtree(root);
         free(root);
