@@ -206,49 +206,20 @@ struct nh_config *nh_config_free(struct nh_config *c) {
 }
 
 static int read_text(const char *path, char **ret_text, size_t *ret_len, char **ret_error) {
-        _cleanup_close_ int fd = -1;
-        _cleanup_free_ char *text = NULL;
-        struct stat st;
-        size_t len = 0;
+        int r = read_regular_file(path, CONFIG_FILE_MAX, ret_text, ret_len);
+        int k;
 
-        /* Non-blocking: a FIFO put there is refused below, not waited on. */
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-        if (fd < 0 || fstat(fd, &st) < 0) {
-                int r = -errno;
-                if (asprintf(ret_error, "%s: cannot read: %s", path, strerror(-r)) < 0)
-                        *ret_error = NULL;
-                return r;
-        }
-        if (!S_ISREG(st.st_mode) || st.st_size > CONFIG_FILE_MAX) {
-                if (asprintf(ret_error, "%s: %s", path,
-                             S_ISREG(st.st_mode) ? "file too large for a configuration" : "not a regular file") < 0)
-                        *ret_error = NULL;
-                return -EINVAL;
-        }
-        text = malloc((size_t) st.st_size + 1);
-        if (!text)
-                return -ENOMEM;
-        for (;;) {
-                ssize_t n = read(fd, text + len, (size_t) st.st_size + 1 - len);
-                if (n < 0) {
-                        int r = -errno;
-                        if (asprintf(ret_error, "%s: cannot read: %s", path, strerror(-r)) < 0)
-                                *ret_error = NULL;
-                        return r;
-                }
-                if (n == 0)
-                        break;
-                len += (size_t) n;
-                if (len > (size_t) st.st_size) {
-                        if (asprintf(ret_error, "%s: file grew while being read", path) < 0)
-                                *ret_error = NULL;
-                        return -EINVAL;
-                }
-        }
-        text[len] = '\0';
-        *ret_text = TAKE_PTR(text);
-        *ret_len = len;
-        return 0;
+        if (r >= 0)
+                return 0;
+        if (r == -EFBIG)
+                k = asprintf(ret_error, "%s: file too large for a configuration", path);
+        else if (r == -EINVAL || r == -EISDIR)
+                k = asprintf(ret_error, "%s: not a regular file", path);
+        else
+                k = asprintf(ret_error, "%s: cannot read: %s", path, strerror(-r));
+        if (k < 0)
+                *ret_error = NULL;
+        return r == -EFBIG || r == -EISDIR ? -EINVAL : r;
 }
 
 /* Moves src's members into dst: objects merge recursively, anything else replaces. */

@@ -141,44 +141,16 @@ static void request_free(struct request *q) {
 
 /* Reads a token file: whole, trimmed, non-empty, no control characters. */
 static int read_token(const char *path, char **ret) {
-        _cleanup_close_ int fd = -1;
         char *buf;
         size_t len = 0;
-        struct stat st;
+        int r;
 
-        /*
-         * Opened by path on every read: the kubelet swaps the file with an atomic symlink rename.
-         * Non-blocking: a FIFO put there is refused below, not waited on by the loop.
-         */
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-        if (fd < 0)
-                return -errno;
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        if (!S_ISREG(st.st_mode))
+        /* Opened by path on every read: the kubelet swaps the file with an atomic symlink rename. */
+        r = read_regular_file(path, TOKEN_MAX, &buf, &len);
+        if (r == -EINVAL || r == -EISDIR)
                 return -EBADFD;
-        buf = malloc(TOKEN_MAX + 1);
-        if (!buf)
-                return -ENOMEM;
-        for (;;) {
-                ssize_t n = read(fd, buf + len, TOKEN_MAX + 1 - len);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0) {
-                        int r = -errno;
-                        free_secret(buf);
-                        return r;
-                }
-                if (n == 0)
-                        break;
-                len += (size_t) n;
-                if (len > TOKEN_MAX) {
-                        explicit_bzero(buf, len);
-                        free(buf);
-                        return -EFBIG;
-                }
-        }
-        buf[len] = '\0';
+        if (r < 0)
+                return r;
         if (strlen(buf) != len) {
                 explicit_bzero(buf, len);
                 free(buf);

@@ -178,45 +178,6 @@ static int kc_error(const struct kc_file *f, const yaml_node_t *node, char **ret
         return *ret_error ? -EINVAL : -ENOMEM;
 }
 
-static int read_whole(const char *path, char **ret, size_t *ret_len) {
-        _cleanup_close_ int fd = -1;
-        _cleanup_free_ char *buf = NULL;
-        struct stat st;
-        size_t len = 0;
-
-        /* Non-blocking: a FIFO put there is refused below, not waited on. */
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-        if (fd < 0)
-                return -errno;
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        if (S_ISDIR(st.st_mode))
-                return -EISDIR;
-        if (!S_ISREG(st.st_mode))
-                return -EINVAL;
-        if (st.st_size > (off_t) KUBECONFIG_MAX)
-                return -EFBIG;
-        buf = malloc(KUBECONFIG_MAX + 1);
-        if (!buf)
-                return -ENOMEM;
-        for (;;) {
-                ssize_t n = read(fd, buf + len, KUBECONFIG_MAX + 1 - len);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return -errno;
-                if (n == 0)
-                        break;
-                len += (size_t) n;
-                if (len > KUBECONFIG_MAX)
-                        return -EFBIG;
-        }
-        buf[len] = '\0';
-        *ret = TAKE_PTR(buf);
-        *ret_len = len;
-        return 0;
-}
-
 static char *dir_of(const char *path) {
         const char *slash = strrchr(path, '/');
 
@@ -239,7 +200,7 @@ static int kc_file_load(struct kc_file *f, const char *path, bool missing_ok, ch
         f->dir = dir_of(path);
         if (!f->path || !f->dir)
                 return -ENOMEM;
-        r = read_whole(path, &text, &len);
+        r = read_regular_file(path, KUBECONFIG_MAX, &text, &len);
         if (r == -ENOENT && missing_ok)
                 return r;
         if (r == -ENOMEM)

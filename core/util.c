@@ -3,12 +3,15 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "macro.h"
 
@@ -278,4 +281,53 @@ bool is_camel_case(const char *s) {
                 if (!isalnum((unsigned char) s[n]))
                         return false;
         return n <= 128;
+}
+
+static void wipe_free(char *buf, size_t size) {
+        if (buf)
+                explicit_bzero(buf, size);
+        free(buf);
+}
+
+int read_regular_file(const char *path, size_t max, char **ret_text, size_t *ret_len) {
+        struct stat st;
+        size_t len = 0;
+        char *buf;
+        int fd, r = 0;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0)
+                r = -errno;
+        else if (S_ISDIR(st.st_mode))
+                r = -EISDIR;
+        else if (!S_ISREG(st.st_mode))
+                r = -EINVAL;
+        else if ((uint64_t) st.st_size > max)
+                r = -EFBIG;
+        buf = r < 0 ? NULL : malloc(max + 1);
+        if (r >= 0 && !buf)
+                r = -ENOMEM;
+        /* Up to max + 1 bytes whatever st_size says: a file may grow, and some files say 0. */
+        while (r >= 0) {
+                ssize_t n = read(fd, buf + len, max + 1 - len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        r = -errno;
+                else if (n == 0)
+                        break;
+                else if ((len += (size_t) n) > max)
+                        r = -EFBIG;
+        }
+        close(fd);
+        if (r < 0) {
+                wipe_free(buf, len); /* what was read; the rest was never written */
+                return r;
+        }
+        buf[len] = '\0';
+        *ret_text = buf;
+        *ret_len = len;
+        return 0;
 }

@@ -54,3 +54,12 @@ char *strstrip(char *s);
 
 /* Is s a Kubernetes-style CamelCase identifier: [A-Z][A-Za-z0-9]* and at most 128 bytes? */
 bool is_camel_case(const char *s);
+
+/*
+ * Reads a whole regular file of at most `max` bytes into a NUL-terminated buffer (free() it).
+ * Opened non-blocking, so a FIFO or a device at `path` is refused, not waited on.  On failure
+ * nothing read is left in memory unwiped (tokens pass through here).  Returns 0, or -EISDIR,
+ * -EINVAL (not a regular file), -EFBIG (larger than `max`, also when it grew while read),
+ * -ENOMEM, or the errno of open(), fstat() or read().
+ */
+int read_regular_file(const char *path, size_t max, char **ret_text, size_t *ret_len);

@@ -3,7 +3,11 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "util.h"
@@ -101,11 +105,44 @@ static void test_strings(void **state) {
         assert_false(is_camel_case(NULL));
 }
 
+static void test_read_regular_file(void **state) {
+        char dir[] = "/tmp/nhtest-util.XXXXXX", path[64];
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f;
+
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/f", dir);
+        f = fopen(path, "we");
+        assert_non_null(f);
+        fputs("0123456789", f);
+        assert_int_equal(fclose(f), 0);
+        assert_int_equal(read_regular_file(path, 10, &text, &len), 0);
+        assert_string_equal(text, "0123456789");
+        assert_int_equal(len, 10);
+        free(text);
+        assert_int_equal(read_regular_file(path, 9, &text, &len), -EFBIG);
+        assert_int_equal(read_regular_file(dir, 100, &text, &len), -EISDIR);
+        assert_int_equal(read_regular_file("/nonexistent/f", 100, &text, &len), -ENOENT);
+        /* A FIFO is refused at once: a blocking open would wait for a writer forever. */
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(mkfifo(path, 0600), 0);
+        alarm(10);
+        assert_int_equal(read_regular_file(path, 100, &text, &len), -EINVAL);
+        alarm(0);
+        /* A file whose size says 0 is read to its end all the same. */
+        assert_int_equal(read_regular_file("/proc/self/stat", 4096, &text, &len), 0);
+        assert_true(len > 0 && strlen(text) == len);
+        free(text);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_durations), cmocka_unit_test(test_format_duration),
                 cmocka_unit_test(test_numbers),   cmocka_unit_test(test_rfc3339),
-                cmocka_unit_test(test_strings),
+                cmocka_unit_test(test_strings),   cmocka_unit_test(test_read_regular_file),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
